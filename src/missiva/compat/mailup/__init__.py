@@ -1,0 +1,1 @@
+"""Missiva compat mailup package."""

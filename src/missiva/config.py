@@ -1,0 +1,79 @@
+"""Settings read from MISSIVA_* environment variables.
+
+One frozen object, built once per process, so every module reads the same values and tests can build
+their own with `Settings.from_env(overrides)`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+
+def _bool(value: str | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Runtime configuration; see docs/configuration.md for each variable."""
+
+    data_dir: Path
+    database_url: str
+    redis_url: str | None = None
+    smtp_url: str | None = None
+    base_url: str = "http://127.0.0.1:8000"
+    secret_key: str = ""
+    mail_from: str = "Missiva <no-reply@localhost>"
+    huey_immediate: bool = False
+    trusted_proxies: tuple[str, ...] = field(default_factory=tuple)
+    max_field_length: int = 1000
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        """Build settings from `env` (default: the process environment)."""
+        env = dict(os.environ if env is None else env)
+        data_dir = Path(env.get("MISSIVA_DATA_DIR") or "./var").resolve()
+        database_url = env.get("MISSIVA_DATABASE_URL") or f"sqlite:///{data_dir / 'missiva.db'}"
+        return cls(
+            data_dir=data_dir,
+            database_url=database_url,
+            redis_url=env.get("MISSIVA_REDIS_URL") or None,
+            smtp_url=env.get("MISSIVA_SMTP_URL") or None,
+            base_url=(env.get("MISSIVA_BASE_URL") or "http://127.0.0.1:8000").rstrip("/"),
+            secret_key=env.get("MISSIVA_SECRET_KEY") or _secret_from_file(data_dir),
+            mail_from=env.get("MISSIVA_MAIL_FROM") or "Missiva <no-reply@localhost>",
+            huey_immediate=_bool(env.get("MISSIVA_HUEY_IMMEDIATE"), False),
+            trusted_proxies=tuple(
+                p.strip() for p in (env.get("MISSIVA_TRUSTED_PROXIES") or "").split(",") if p.strip()
+            ),
+            max_field_length=int(env.get("MISSIVA_MAX_FIELD_LENGTH") or 1000),
+        )
+
+
+def _secret_from_file(data_dir: Path) -> str:
+    """A per-installation signing secret, created on first use under the data directory.
+
+    Tokens in public links (confirm, unsubscribe, tracking) are signed with it, so it must survive
+    restarts; generating it into the data directory keeps `make run` zero-configuration.
+    """
+    path = data_dir / "secret.key"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    return key
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings."""
+    return Settings.from_env()

@@ -1,0 +1,1 @@
+"""Missiva delivery package."""

@@ -1,0 +1,1 @@
+"""Missiva i18n package."""

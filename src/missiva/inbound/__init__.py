@@ -1,0 +1,1 @@
+"""Missiva inbound package."""

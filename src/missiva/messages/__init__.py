@@ -1,0 +1,1 @@
+"""Missiva messages package."""
