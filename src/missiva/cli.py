@@ -1,0 +1,364 @@
+"""The `missiva` command line (Typer): serve, migrate, and day-to-day administration."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.orm import Session
+
+from missiva import runtime
+from missiva.config import Settings
+from missiva.errors import DomainError
+
+app = typer.Typer(
+    help="Missiva: self-hosted email and SMS marketing built for integration.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+account_app = typer.Typer(help="Accounts (tenants, MailUp consoles).", no_args_is_help=True)
+apikey_app = typer.Typer(help="API keys.", no_args_is_help=True)
+lists_app = typer.Typer(help="Lists of an account.", invoke_without_command=True)
+recipients_app = typer.Typer(help="Recipients of an account.", no_args_is_help=True)
+ips_app = typer.Typer(help="Caller-IP allowlist for the MailUp frontend calls.", no_args_is_help=True)
+app.add_typer(account_app, name="account")
+app.add_typer(apikey_app, name="apikey")
+app.add_typer(lists_app, name="lists")
+app.add_typer(recipients_app, name="recipients")
+app.add_typer(ips_app, name="allowed-ips")
+console = Console()
+
+JsonOpt = typer.Option(False, "--json", help="print the result as one JSON object")
+AccountOpt = typer.Option(None, "--account", "-a", help="account id (default: the only account)")
+
+
+def _settings() -> Settings:
+    settings = runtime.settings()
+    runtime.configure(settings)
+    return settings
+
+
+def _session() -> Session:
+    _settings()
+    return runtime.database().sessionmaker()
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(2)
+
+
+def _account_id(session: Session, account: int | None) -> int:
+    from missiva.tenancy import service as tenancy
+
+    if account is not None:
+        tenancy.get_account(session, account)
+        return account
+    accounts = tenancy.list_accounts(session)
+    if len(accounts) != 1:
+        _fail("several accounts exist (or none): pass --account ID")
+    return accounts[0].id
+
+
+def _emit(obj: dict[str, Any]) -> None:
+    typer.echo(json.dumps(obj, default=str))
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the database schema."""
+    from missiva import migrate as migrations
+
+    settings = _settings()
+    migrations.upgrade(settings.database_url)
+    console.print(f"database at {settings.database_url} is up to date")
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="address to listen on"),
+    port: int = typer.Option(8000, help="HTTP port"),
+    workers: int = typer.Option(1, help="HTTP worker processes"),
+    worker: bool = typer.Option(True, help="also run the background worker in this process"),
+    bootstrap: bool = typer.Option(False, help="create a demo account on first start and print its key"),
+) -> None:
+    """Migrate, then serve the API, the MailUp frontend, public pages and the background worker."""
+    import uvicorn
+
+    from missiva import migrate as migrations
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = _settings()
+    if not os.environ.get("MISSIVA_BASE_URL") and host not in ("0.0.0.0", "::"):  # noqa: S104
+        # Links in mail (confirmation, unsubscribe) must point at where we actually listen.
+        settings = dataclasses.replace(settings, base_url=f"http://{host}:{port}")
+        os.environ["MISSIVA_BASE_URL"] = settings.base_url  # for worker processes
+        runtime.configure(settings)
+    migrations.upgrade(settings.database_url)
+    if bootstrap:
+        from missiva.bootstrap import ensure_demo
+
+        base = f"http://{host}:{port}" if host not in ("0.0.0.0", "::") else settings.base_url  # noqa: S104
+        _print_demo(ensure_demo(settings), base)
+    consumer = None
+    if worker and not settings.huey_immediate:
+        from missiva.jobs import huey
+
+        consumer = huey.create_consumer(workers=2, worker_type="thread", periodic=True)
+        consumer.start()
+    try:
+        if workers > 1:
+            uvicorn.run(
+                "missiva.app:create_app",
+                factory=True,
+                host=host,
+                port=port,
+                workers=workers,
+                log_level="warning",
+            )
+        else:
+            from missiva.app import create_app
+
+            uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    finally:
+        if consumer is not None:
+            consumer.stop(graceful=True)
+
+
+def _print_demo(demo: dict[str, Any], base: str) -> None:
+    console.print("[bold]Missiva is starting[/bold]")
+    console.print(f"  API base URL : {base}/api/v1")
+    console.print(f"  OpenAPI docs : {base}/docs")
+    console.print(f"  MailUp calls : {base}/frontend/xmlSubscribe.aspx")
+    console.print(f"  demo account : {demo['account_id']} (list {demo['list_id']})")
+    console.print(f"  API key      : {demo['api_key']}")
+    print(
+        f'  try          : curl -H "Authorization: Bearer {demo["api_key"]}" {base}/api/v1/lists', flush=True
+    )
+
+
+# -- accounts and keys ---------------------------------------------------------------------------
+
+
+@account_app.command("create")
+def account_create(
+    name: str,
+    host: str = typer.Option(None, help="console host name MailUp clients use for this account"),
+    country: str = typer.Option(None, help="default country for mobile numbers without prefix (e.g. IT)"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Create an account with its standard fields, a web-service user and a first API key."""
+    from missiva.bootstrap import create_account
+
+    with _session() as session:
+        try:
+            new = create_account(session, name, host=host, default_country=country)
+            session.commit()
+        except DomainError as exc:
+            _fail(exc.message)
+        out = {
+            "id": new.account.id,
+            "name": new.account.name,
+            "host": new.account.host,
+            "api_key": new.api_key,
+            "ws_username": new.ws_username,
+            "ws_password": new.ws_password,
+        }
+    if as_json:
+        _emit(out)
+    else:
+        for key, value in out.items():
+            console.print(f"{key:12}: {value}")
+
+
+@account_app.command("list")
+def account_list(as_json: bool = JsonOpt) -> None:
+    """Every account."""
+    from missiva.tenancy import service as tenancy
+
+    with _session() as session:
+        rows = [{"id": a.id, "name": a.name, "host": a.host} for a in tenancy.list_accounts(session)]
+    if as_json:
+        _emit({"accounts": rows})
+    else:
+        for r in rows:
+            console.print(f"{r['id']:>5}  {r['name']}  {r['host'] or ''}")
+
+
+@apikey_app.command("create")
+def apikey_create(
+    account: int = AccountOpt, name: str = typer.Option("", help="a label"), as_json: bool = JsonOpt
+) -> None:
+    """Create an API key; the key is shown only now."""
+    from missiva.tenancy import service as tenancy
+
+    with _session() as session:
+        account_id = _account_id(session, account)
+        key = tenancy.create_api_key(session, account_id, name=name)
+        session.commit()
+    if as_json:
+        _emit({"id": key.id, "account_id": account_id, "name": key.name, "key": key.key})
+    else:
+        console.print(key.key)
+
+
+# -- lists and recipients ------------------------------------------------------------------------
+
+
+@lists_app.callback()
+def lists_show(ctx: typer.Context, account: int = AccountOpt, as_json: bool = JsonOpt) -> None:
+    """Show the account's lists (or run a sub-command)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from missiva.audience import lists as lists_svc
+
+    with _session() as session:
+        account_id = _account_id(session, account)
+        rows = [
+            {"id": lst.id, "guid": lst.guid, "name": lst.name, "opt_in": lst.opt_in, "language": lst.language}
+            for lst in lists_svc.list_lists(session, account_id)
+        ]
+    if as_json:
+        _emit({"lists": rows})
+        return
+    table = Table("id", "guid", "name", "opt-in", "language")
+    for r in rows:
+        table.add_row(str(r["id"]), r["guid"], r["name"], r["opt_in"], r["language"])
+    console.print(table)
+
+
+@lists_app.command("create")
+def lists_create(
+    name: str,
+    account: int = AccountOpt,
+    opt_in: str = typer.Option("double", help="single or double"),
+    language: str = typer.Option("en", help="en or it"),
+    sender_email: str = typer.Option(None),
+    sender_name: str = typer.Option(None),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Create a list."""
+    from missiva.audience import lists as lists_svc
+
+    with _session() as session:
+        account_id = _account_id(session, account)
+        try:
+            lst = lists_svc.create_list(
+                session,
+                account_id,
+                name,
+                opt_in=opt_in,
+                language=language,
+                sender_email=sender_email,
+                sender_name=sender_name,
+            )
+            session.commit()
+        except DomainError as exc:
+            _fail(exc.message)
+        out = {"id": lst.id, "guid": lst.guid, "name": lst.name, "opt_in": lst.opt_in}
+    _emit(out) if as_json else console.print(f"list {out['id']} created ({out['guid']})")
+
+
+@recipients_app.command("find")
+def recipients_find(
+    account: int = AccountOpt,
+    email: str = typer.Option(None),
+    mobile: str = typer.Option(None),
+    list_id: int = typer.Option(None, "--list"),
+    status: str = typer.Option(None),
+    limit: int = typer.Option(50),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Find recipients by email, mobile, list and status."""
+    from missiva.audience import recipients as recipients_svc
+
+    with _session() as session:
+        account_id = _account_id(session, account)
+        found = recipients_svc.search(
+            session, account_id, email=email, mobile=mobile, list_id=list_id, status=status, limit=limit
+        )
+        rows = []
+        for r in found:
+            subs = [
+                {
+                    "list_id": s.list_id,
+                    "channel": s.channel,
+                    "status": s.status,
+                    "reason": s.unsubscribe_reason,
+                }
+                for s in recipients_svc.subscriptions_of(session, r.id)
+            ]
+            rows.append(
+                {"id": r.id, "email": r.email, "mobile": r.mobile, "fields": r.fields, "subscriptions": subs}
+            )
+    if as_json:
+        _emit({"recipients": rows})
+        return
+    table = Table("id", "email", "mobile", "subscriptions")
+    for r in rows:
+        subs = ", ".join(f"{s['list_id']}/{s['channel']}:{s['status']}" for s in r["subscriptions"])
+        table.add_row(str(r["id"]), r["email"] or "", r["mobile"] or "", subs)
+    console.print(table)
+
+
+# -- allowlist -----------------------------------------------------------------------------------
+
+
+@ips_app.command("list")
+def ips_list(account: int = AccountOpt, as_json: bool = JsonOpt) -> None:
+    """Addresses allowed to call the MailUp frontend."""
+    from missiva.tenancy import service as tenancy
+
+    with _session() as session:
+        rows = [
+            {"id": r.id, "network": r.network, "note": r.note}
+            for r in tenancy.list_allowed_ips(session, _account_id(session, account))
+        ]
+    if as_json:
+        _emit({"allowed_ips": rows})
+    else:
+        for r in rows:
+            console.print(f"{r['id']:>5}  {r['network']:<20} {r['note']}")
+
+
+@ips_app.command("add")
+def ips_add(
+    network: str, account: int = AccountOpt, note: str = typer.Option(""), as_json: bool = JsonOpt
+) -> None:
+    """Allow an address or CIDR network."""
+    from missiva.tenancy import service as tenancy
+
+    with _session() as session:
+        try:
+            row = tenancy.add_allowed_ip(session, _account_id(session, account), network, note=note)
+            session.commit()
+        except DomainError as exc:
+            _fail(exc.message)
+        out = {"id": row.id, "network": row.network, "note": row.note}
+    _emit(out) if as_json else console.print(f"allowed {out['network']} (id {out['id']})")
+
+
+@ips_app.command("remove")
+def ips_remove(entry_id: int, account: int = AccountOpt) -> None:
+    """Remove an allowlist entry by id."""
+    from missiva.tenancy import service as tenancy
+
+    with _session() as session:
+        try:
+            tenancy.remove_allowed_ip(session, _account_id(session, account), entry_id)
+            session.commit()
+        except DomainError as exc:
+            _fail(exc.message)
+    console.print(f"removed entry {entry_id}")
+
+
+def main() -> None:
+    """Entry point of the `missiva` script."""
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    app()

@@ -1,0 +1,73 @@
+"""The Huey instance, the background tasks and the listeners that queue them.
+
+Storage: SQLite under the data directory by default (embedded, nothing to run), Redis when
+MISSIVA_REDIS_URL is set so workers on several machines share one queue. MISSIVA_HUEY_IMMEDIATE=1 runs
+tasks inline (tests, debugging).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey
+from sqlalchemy.orm import Session
+
+from missiva import runtime
+from missiva.audience import events
+from missiva.audience.confirmation import build_message, make_token
+from missiva.audience.enums import Channel, EventType, Status
+from missiva.audience.models import AudienceEvent, MailingList, Recipient, Subscription
+from missiva.config import Settings, get_settings
+from missiva.db import on_commit
+from missiva.delivery import mailer
+
+log = logging.getLogger(__name__)
+
+
+def make_huey(settings: Settings) -> Huey:
+    """The queue for `settings`."""
+    if settings.huey_immediate:
+        return MemoryHuey("missiva", immediate=True)
+    if settings.redis_url:
+        return RedisHuey("missiva", url=settings.redis_url)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return SqliteHuey("missiva", filename=str(settings.data_dir / "huey.db"))
+
+
+huey = make_huey(get_settings())
+
+
+@huey.task(retries=5, retry_delay=60)
+def send_confirmation(subscription_id: int) -> bool:
+    """Send the double opt-in request of a still-pending subscription; False when there is none."""
+    settings = runtime.settings()
+    with runtime.database().session() as session:
+        sub = session.get(Subscription, subscription_id)
+        if sub is None or sub.status != Status.PENDING or sub.requested_at is None:
+            return False
+        recipient = session.get(Recipient, sub.recipient_id)
+        lst = session.get(MailingList, sub.list_id)
+        if recipient is None or lst is None or not recipient.email:
+            return False
+        token = make_token(settings.secret_key, sub.id, sub.requested_at)
+        message = build_message(settings, lst, recipient.email, token)
+    mailer.send(settings, message)
+    log.info("confirmation request sent for subscription %s", subscription_id)
+    return True
+
+
+def _queue_confirmation(session: Session, event: AudienceEvent) -> None:
+    """After a pending email subscription commits, queue its confirmation mail."""
+    if event.type != EventType.SUBSCRIPTION_REQUESTED or event.channel != Channel.EMAIL:
+        return
+    sub_id = event.data.get("subscription_id")
+    if sub_id is not None:
+        on_commit(session, lambda: send_confirmation(sub_id))
+
+
+def install_listeners() -> None:
+    """Hook background work onto audience events (idempotent)."""
+    events.add_listener(_queue_confirmation)
+
+
+install_listeners()
