@@ -27,7 +27,7 @@ from sqlalchemy import text
 from missiva import migrate, runtime
 from missiva.config import Settings
 from missiva.db import Base, get_database
-from tests.servers import PostgresServer
+from missiva.testing.postgres import PostgresServer
 
 BACKENDS = ("sqlite", "postgresql")
 
@@ -95,6 +95,11 @@ def settings(
     runtime.configure(current)
     yield current
     _empty(url)
+    from missiva.audience.lists import clear_caches
+    from missiva.tenancy.service import clear_key_cache
+
+    clear_caches()
+    clear_key_cache()
 
 
 @pytest.fixture

@@ -85,7 +85,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    # No pre-ping: it costs a round trip per request; a dropped connection fails one call and is replaced.
+    return create_engine(url, **kwargs)
 
 
 class Database:
@@ -148,16 +149,26 @@ def _drop_on_commit(session: Session) -> None:
     session.info.pop("on_commit", None)
 
 
-def insert_ignore(session: Session, model: type[Base], values: dict[str, Any], conflict: list[str]) -> bool:
-    """INSERT a row unless it clashes with the unique key `conflict`; True when a row was inserted.
+def insert_ignore(
+    session: Session,
+    model: type[Base],
+    values: dict[str, Any],
+    conflict: list[str] | None = None,
+    *,
+    returning_entity: bool = False,
+) -> Any:
+    """INSERT a row unless it clashes with a unique key (`conflict`, or any when None).
 
-    Two concurrent callers creating the same row both succeed and exactly one row exists afterwards,
-    which a SELECT-then-INSERT cannot promise.
+    Returns whether a row was inserted, or with `returning_entity` the new ORM object (None when the
+    row existed). Two concurrent callers creating the same row both succeed and exactly one row exists
+    afterwards, which a SELECT-then-INSERT cannot promise.
     """
     if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(model).values(**values).on_conflict_do_nothing(index_elements=conflict)
+    if returning_entity:
+        return session.scalars(stmt.returning(model)).first()
     key = list(model.__table__.primary_key.columns)
-    stmt = insert(model).values(**values).on_conflict_do_nothing(index_elements=conflict).returning(*key)
-    return session.execute(stmt).first() is not None
+    return session.execute(stmt.returning(*key)).first() is not None

@@ -213,11 +213,21 @@ def subscribe(
     result = _subscribe(session, caller, list_id, body)
     session.commit()
     response.status_code = 201 if result.created else 200
-    return SubscribeOut(
-        outcome=result.outcome.value,
-        created=result.created,
-        recipient=recipient_out(session, result.recipient),
-    )
+    if result.created:  # everything about a new recipient is known: answer without reading it back
+        r, sub = result.recipient, result.subscription
+        out = RecipientOut(
+            id=r.id,
+            email=r.email,
+            mobile=r.mobile,
+            fields=dict(r.fields or {}),
+            groups=sorted(set(body.groups)),
+            subscriptions=[SubscriptionOut.model_validate(sub)],
+            created_at=r.created_at,
+            updated_at=r.updated_at,
+        )
+    else:
+        out = recipient_out(session, result.recipient)
+    return SubscribeOut(outcome=result.outcome.value, created=result.created, recipient=out)
 
 
 @router.post("/lists/{list_id}/subscribe/batch", response_model=BatchSubscribeOut)

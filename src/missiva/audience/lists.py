@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import unicodedata
 from typing import Any
 
@@ -163,6 +164,7 @@ def set_field(session: Session, account_id: int, number: int, name: str) -> Fiel
     else:
         field.name = name
     session.flush()
+    clear_caches()
     return field
 
 
@@ -172,11 +174,27 @@ def fold_name(name: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c) and not c.isspace())
 
 
+# Field definitions change rarely and are read on every subscribe; other processes see a rename
+# within FIELD_CACHE_SECONDS, this process at once.
+FIELD_CACHE_SECONDS = 5.0
+_field_cache: dict[tuple[str, int], tuple[float, dict[str, int]]] = {}
+
+
 def field_resolver(session: Session, account_id: int) -> dict[str, int]:
     """Map every accepted spelling of each field (number, campoN, name) to its number."""
+    key = (str(session.get_bind().url), account_id)
+    cached = _field_cache.get(key)
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
     lookup: dict[str, int] = {}
     for field in list_fields(session, account_id):
         lookup[str(field.number)] = field.number
         lookup[f"campo{field.number}"] = field.number
         lookup[fold_name(field.name)] = field.number
+    _field_cache[key] = (time.monotonic() + FIELD_CACHE_SECONDS, lookup)
     return lookup
+
+
+def clear_caches() -> None:
+    """Forget cached field definitions (tests that reuse account ids, administrative changes)."""
+    _field_cache.clear()

@@ -208,13 +208,15 @@ def apply_groups(
 ) -> None:
     """Add the recipient to `group_ids`; with `replace_in_lists`, also leave other groups of those lists."""
     wanted = list(dict.fromkeys(int(g) for g in group_ids))
+    replace_lists = set(replace_in_lists)
+    if not wanted and not replace_lists:
+        return
     groups = [get_group(session, account_id, gid) for gid in wanted]
     current = set(group_ids_of(session, recipient.id))
     for group in groups:
         if group.id not in current:
             session.add(GroupMember(group_id=group.id, recipient_id=recipient.id, account_id=account_id))
             changes.groups_added.append(group.id)
-    replace_lists = set(replace_in_lists)
     leaving = current - set(wanted)
     if replace_lists and leaving:
         stale = session.scalars(

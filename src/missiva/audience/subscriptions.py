@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from missiva.audience import events, recipients
 from missiva.audience.enums import Channel, EventType, OptIn, Reason, Source, Status
 from missiva.audience.lists import get_group, get_list
-from missiva.audience.models import MailingList, Recipient, Subscription
+from missiva.audience.models import GroupMember, MailingList, Recipient, Subscription
 from missiva.db import insert_ignore, utcnow
 from missiva.errors import InvalidInput, NotFound, NotSubscribed
 
@@ -82,10 +82,41 @@ def subscribe(
     for gid in group_ids:
         get_group(session, account_id, gid, list_id=list_id)
 
-    recipient, created = _get_or_create_recipient(session, account_id, ident)
+    recipient = _insert_new_recipient(session, account_id, ident, resolved)
+    created = recipient is not None
     changes = recipients.Changes()
-    if not created:
-        _attach_missing_identity(session, account_id, recipient, ident, changes)
+    confirm = (lst.opt_in == OptIn.DOUBLE) if double_opt_in is None else double_opt_in
+    consent = consent or Consent(method=str(source))
+    if recipient is not None:
+        # A brand-new recipient: nothing to compare or lock, and the event snapshot is known.
+        for gid in group_ids:
+            session.add(GroupMember(group_id=gid, recipient_id=recipient.id, account_id=account_id))
+        sub = Subscription(
+            account_id=account_id,
+            recipient_id=recipient.id,
+            list_id=list_id,
+            channel=chan.value,
+            status="new",
+        )
+        session.add(sub)
+        known = {"groups": [{"id": gid, "list_id": list_id} for gid in group_ids]}
+        outcome = _transition(
+            session,
+            lst,
+            recipient,
+            sub,
+            confirm=confirm,
+            force=force,
+            source=source,
+            consent=consent,
+            known=known,
+        )
+        return SubscribeResult(outcome=outcome, recipient=recipient, subscription=sub, created=True)
+
+    recipient = recipients.find(session, account_id, ident)
+    if recipient is None:  # only possible if the other identity clashed with a third recipient
+        raise InvalidInput("mobile number belongs to another recipient", field="mobile")
+    _attach_missing_identity(session, account_id, recipient, ident, changes)
     recipients.apply_fields(recipient, resolved, changes)
     recipients.apply_groups(
         session,
@@ -96,18 +127,10 @@ def subscribe(
         replace_in_lists=[list_id] if replace_groups else (),
     )
     sub = _get_or_create_subscription(session, account_id, recipient.id, list_id, chan)
-    confirm = (lst.opt_in == OptIn.DOUBLE) if double_opt_in is None else double_opt_in
     outcome = _transition(
-        session,
-        lst,
-        recipient,
-        sub,
-        confirm=confirm,
-        force=force,
-        source=source,
-        consent=consent or Consent(method=str(source)),
+        session, lst, recipient, sub, confirm=confirm, force=force, source=source, consent=consent
     )
-    if changes and not created:
+    if changes:
         recipient.updated_at = utcnow()
         events.record(
             session,
@@ -121,31 +144,23 @@ def subscribe(
     return SubscribeResult(outcome=outcome, recipient=recipient, subscription=sub, created=created)
 
 
-def _get_or_create_recipient(
-    session: Session, account_id: int, ident: recipients.Identity
-) -> tuple[Recipient, bool]:
-    existing = recipients.find(session, account_id, ident)
-    if existing is not None:
-        return existing, False
-    key = "email" if ident.email else "mobile"
+def _insert_new_recipient(
+    session: Session, account_id: int, ident: recipients.Identity, fields: dict[str, str]
+) -> Recipient | None:
+    """Insert the recipient unless one with either identity exists; the new row, or None.
+
+    One statement whether it is new or not, and safe when two calls race for the same address.
+    """
     now = utcnow()
-    inserted = insert_ignore(
-        session,
-        Recipient,
-        {
-            "account_id": account_id,
-            "email": ident.email,
-            "mobile": ident.mobile,
-            "fields": {},
-            "created_at": now,
-            "updated_at": now,
-        },
-        ["account_id", key],
-    )
-    found = recipients.find(session, account_id, ident)
-    if found is None:  # only possible if the other identity clashed with a third recipient
-        raise InvalidInput("mobile number belongs to another recipient", field="mobile")
-    return found, inserted
+    values = {
+        "account_id": account_id,
+        "email": ident.email,
+        "mobile": ident.mobile,
+        "fields": {k: v for k, v in fields.items() if v},
+        "created_at": now,
+        "updated_at": now,
+    }
+    return insert_ignore(session, Recipient, values, returning_entity=True)
 
 
 def _attach_missing_identity(
@@ -213,7 +228,12 @@ def _transition(
     force: bool,
     source: str,
     consent: Consent,
+    known: dict[str, Any] | None = None,
 ) -> Outcome:
+    """Move a subscription to pending or subscribed and record the event.
+
+    `known` carries the groups of a recipient created in this call, so its event snapshot needs no query.
+    """
     now = utcnow()
     current = sub.status
     if current == Status.SUBSCRIBED:
@@ -228,6 +248,7 @@ def _transition(
     if needs_confirmation:
         sub.status = Status.PENDING
         sub.requested_at = now
+        session.flush()
         events.record(
             session,
             account_id=lst.account_id,
@@ -237,6 +258,7 @@ def _transition(
             list_id=lst.id,
             channel=sub.channel,
             extra={"subscription_id": sub.id, "previous_status": _previous(current)},
+            data=_known_snapshot(recipient, sub, known),
         )
         return Outcome.PENDING
     sub.status = Status.SUBSCRIBED
@@ -255,8 +277,24 @@ def _transition(
         list_id=lst.id,
         channel=sub.channel,
         extra={"method": method, "previous_status": _previous(current)},
+        data=_known_snapshot(recipient, sub, known),
     )
     return Outcome.SUBSCRIBED
+
+
+def _known_snapshot(
+    recipient: Recipient, sub: Subscription, known: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """The event snapshot of a recipient created in this call (None: let events query it)."""
+    if known is None:
+        return None
+    return {
+        "email": recipient.email,
+        "mobile": recipient.mobile,
+        "fields": dict(recipient.fields or {}),
+        "groups": known["groups"],
+        "subscriptions": [{"list_id": sub.list_id, "channel": sub.channel, "status": sub.status}],
+    }
 
 
 def _previous(status: str) -> str | None:

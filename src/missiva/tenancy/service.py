@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import time
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -105,19 +106,47 @@ def create_api_key(session: Session, account_id: int, *, name: str = "") -> NewA
     return NewApiKey(id=row.id, account_id=account_id, name=name, key=full)
 
 
-def authenticate_api_key(session: Session, key: str) -> ApiKey | None:
-    """The live ApiKey row for a presented key, or None; the secret is compared in constant time."""
+@dataclass(frozen=True)
+class KeyInfo:
+    """An authenticated API key: which key, which account."""
+
+    id: int
+    account_id: int
+
+
+# Checking a key costs a query on every request; a verified key is remembered briefly. A revocation
+# applies at once in this process and within KEY_CACHE_SECONDS in the others.
+KEY_CACHE_SECONDS = 10.0
+_key_cache: dict[str, tuple[float, KeyInfo]] = {}
+
+
+def authenticate_api_key(session: Session, key: str) -> KeyInfo | None:
+    """The live key for a presented key string, or None; the secret is compared in constant time."""
     parts = split_api_key(key)
     if parts is None:
         return None
     prefix, secret = parts
+    digest = hash_key_secret(secret)
+    cache_key = f"{session.get_bind().url}|{prefix}|{digest}"
+    cached = _key_cache.get(cache_key)
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
     row = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
     if row is None or row.revoked_at is not None:
-        hmac.compare_digest(hash_key_secret(secret), "0" * 64)  # same work either way
+        hmac.compare_digest(digest, "0" * 64)  # same work either way
         return None
-    if not hmac.compare_digest(hash_key_secret(secret), row.secret_hash):
+    if not hmac.compare_digest(digest, row.secret_hash):
         return None
-    return row
+    info = KeyInfo(id=row.id, account_id=row.account_id)
+    if len(_key_cache) > 10_000:
+        _key_cache.clear()
+    _key_cache[cache_key] = (time.monotonic() + KEY_CACHE_SECONDS, info)
+    return info
+
+
+def clear_key_cache() -> None:
+    """Forget verified keys (after a revocation, in tests)."""
+    _key_cache.clear()
 
 
 def revoke_api_key(session: Session, account_id: int, key_id: int) -> None:
@@ -126,6 +155,7 @@ def revoke_api_key(session: Session, account_id: int, key_id: int) -> None:
     if row is None or row.account_id != account_id:
         raise NotFound(f"API key {key_id} does not exist", field="key_id")
     row.revoked_at = utcnow()
+    clear_key_cache()
 
 
 def authenticate_user(session: Session, username: str, password: str) -> User | None:
