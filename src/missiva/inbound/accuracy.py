@@ -72,7 +72,10 @@ def format_report(report: dict[str, Any]) -> str:
     lines += [f"{m:<23} {v['n']:3}   {v['all_fields']:6.1%}" for m, v in report["by_mta"].items()]
     if report["mismatches"]:
         lines += ["", "mismatches:"]
-        lines += [f"  {m['file']}: {m['field']} expected {m['expected']!r} got {m['got']!r}" for m in report["mismatches"]]
+        lines += [
+            f"  {m['file']}: {m['field']} expected {m['expected']!r} got {m['got']!r}"
+            for m in report["mismatches"]
+        ]
     return "\n".join(lines)
 
 

@@ -81,9 +81,8 @@ def original_headers(part: Message) -> list[Message]:
     payload = part.get_payload()
     if isinstance(payload, list):
         return [m for m in payload if isinstance(m, Message)]
-    from email.parser import HeaderParser
-
     from email import policy
+    from email.parser import HeaderParser
 
     try:
         return [HeaderParser(policy=policy.compat32).parsestr(mime.part_text(part, 64 * 1024))]

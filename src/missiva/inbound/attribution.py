@@ -17,21 +17,23 @@ from missiva.inbound.arf import ORIGINAL_TYPES, original_headers
 ENVELOPE_HEADERS = ("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "X-Rcpt-To", "To", "Cc")
 SCAN_CHARS = 128 * 1024
 
-_VERP_TOKEN = re.compile(r"[A-Za-z0-9._=-]{1,64}\+m\d{1,18}\.r\d{1,18}\.[A-Za-z2-7]{8,12}@[A-Za-z0-9.-]{1,253}")
-_MAILING = re.compile(r"^X-Missiva-Mailing:[ \t]*(\d{1,18})[ \t]*$", re.I | re.M)
-_RECIPIENT = re.compile(r"^X-Missiva-Recipient:[ \t]*(\d{1,18})[ \t]*$", re.I | re.M)
+_VERP_TOKEN = re.compile(
+    r"[A-Za-z0-9._=-]{1,64}\+m\d{1,18}\.r\d{1,18}\.[A-Za-z2-7]{8,12}@[A-Za-z0-9.-]{1,253}"
+)
+_MAILING = re.compile(r"^X-Missiva-Mailing:[ \t]*(\d{1,18})[ \t\r]*$", re.I | re.M)
+_RECIPIENT = re.compile(r"^X-Missiva-Recipient:[ \t]*(\d{1,18})[ \t\r]*$", re.I | re.M)
 
 
 def identify(
     top: mime.Message,
     parts: list[mime.Part],
-    texts: Iterable[str],
+    text: str,
     *,
     secret: bytes | None,
     envelope_recipients: Iterable[str] = (),
 ) -> tuple[int | None, int | None]:
     """Return ``(mailing_id, recipient_id)``; either may be None when nothing trustworthy says it."""
-    texts = [t[:SCAN_CHARS] for t in texts]
+    text = text[:SCAN_CHARS]
     if secret:
         candidates: list[str] = list(envelope_recipients)
         for name in ENVELOPE_HEADERS:
@@ -40,8 +42,8 @@ def identify(
             if part.content_type in ORIGINAL_TYPES:
                 for headers in original_headers(part.message):
                     candidates.extend(mime.header_values(headers, "Return-Path"))
-        for text in [*candidates, *texts]:
-            for token in _VERP_TOKEN.findall(text):
+        for source in [*candidates, text]:
+            for token in _VERP_TOKEN.findall(source):
                 ids = verp.decode(token, secret=secret)
                 if ids is not None:
                     return ids
@@ -50,12 +52,13 @@ def identify(
         if part.content_type in ORIGINAL_TYPES:
             for headers in original_headers(part.message):
                 mailing = mailing if mailing is not None else _int_header(headers, "X-Missiva-Mailing")
-                recipient = recipient if recipient is not None else _int_header(headers, "X-Missiva-Recipient")
-    for text in texts:
-        if mailing is None and (m := _MAILING.search(text)):
-            mailing = int(m.group(1))
-        if recipient is None and (m := _RECIPIENT.search(text)):
-            recipient = int(m.group(1))
+                recipient = (
+                    recipient if recipient is not None else _int_header(headers, "X-Missiva-Recipient")
+                )
+    if mailing is None and (m := _MAILING.search(text)):
+        mailing = int(m.group(1))
+    if recipient is None and (m := _RECIPIENT.search(text)):
+        recipient = int(m.group(1))
     return mailing, recipient
 
 

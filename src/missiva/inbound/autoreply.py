@@ -12,7 +12,8 @@ from missiva.inbound import mime
 _SUBJECT = re.compile(
     r"\bauto[ _-]?(matic )?(reply|replied|response|respon[ds]\w*)\b"
     r"|\bautomatische antwort|\brisposta automatica|\br[ée]ponse automatique|\brespuesta autom[aá]tica"
-    r"|\bout of (the )?office\b|\bon vacation\b|\bvacation (reply|notice|message)\b|\baway from (the |my )?(office|desk)\b"
+    r"|\bout of (the )?office\b|\bon vacation\b|\bvacation (reply|notice|message)\b|\baway from (the "
+    r"|my )?(office|desk)\b"
     r"|\babwesen(d|heit)|\bau(ss|ß)er (haus|büro|dienst)|\bnicht im büro"
     r"|^\s*absence\b|\bmessage d'absence|\babsence du bureau|\bhors du bureau|\ben vacances\b"
     r"|\bfuori (sede|ufficio)|\bin ferie\b|\bassente\b|\bassenza\b"

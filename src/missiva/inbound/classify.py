@@ -17,6 +17,7 @@ from email.utils import getaddresses
 from missiva.inbound import arf, attribution, autoreply, dsn, heuristics, mime, smtp_status
 
 DIAGNOSTIC_CHARS = 300
+REASON_CHARS = 8 * 1024  # of the human-readable part of a DSN, searched when the fields say too little
 
 
 class Kind(enum.StrEnum):
@@ -69,14 +70,10 @@ def classify(
         raise TypeError(f"classify() needs the raw message as bytes, got {type(raw).__name__}")
     top = mime.parse(bytes(raw))
     parts = list(mime.walk(top))
-    text = heuristics.report_text(parts)
-    verdict = _verdict(top, parts, text)
+    full_text = heuristics.first_text(parts)  # non-MIME bounces quote the original in it
+    verdict = _verdict(top, parts, heuristics.cut_original(full_text))
     mailing_id, recipient_id = attribution.identify(
-        top,
-        parts,
-        [text, *(mime.part_text(p.message, 64 * 1024) for p in parts if p.content_type == "text/plain")][:4],
-        secret=verp_secret,
-        envelope_recipients=envelope_recipients,
+        top, parts, full_text, secret=verp_secret, envelope_recipients=envelope_recipients
     )
     return Classification(
         kind=verdict.kind,
@@ -128,18 +125,22 @@ def _from_dsn(reports: list[dsn.RecipientReport], text: str) -> _Verdict:
         next((r for r in reports if r.action == "delayed"), reports[0]),
     )
     code = smtp_status.best_code(report.diagnostic, report.status)
-    reason = smtp_status.find_reason(report.diagnostic, text)
+    reason = smtp_status.find_reason(report.diagnostic, text[:REASON_CHARS])
     if report.action in ("delivered", "relayed", "expanded") or (code or "").startswith("2."):
         return _Verdict(Kind.UNKNOWN, code, report.recipient, f"{report.action}: {report.diagnostic}")
     temporary = report.action == "delayed"
     status_class = "4" if temporary else "5"
     code = smtp_status.refine(code, reason, (code or status_class)[0])
     diagnostic = report.diagnostic or text.strip()
-    return _Verdict(_bounce_kind(code, diagnostic + " " + text, reason, temporary), code, report.recipient, diagnostic)
+    return _Verdict(
+        _bounce_kind(code, diagnostic + " " + text, reason, temporary), code, report.recipient, diagnostic
+    )
 
 
 def _from_text(top: Message, text: str) -> _Verdict:
-    exclude = {a.lower() for _, a in getaddresses(mime.header_values(top, "To") + mime.header_values(top, "From"))}
+    exclude = {
+        a.lower() for _, a in getaddresses(mime.header_values(top, "To") + mime.header_values(top, "From"))
+    }
     found = heuristics.read(top, text, exclude)
     segment = found.segment
     code = smtp_status.best_code(segment)
@@ -162,7 +163,9 @@ def _from_ses(ses: heuristics.SesNotification) -> _Verdict:
     reason = smtp_status.find_reason(ses.diagnostic)
     code = smtp_status.refine(smtp_status.best_code(ses.diagnostic, ses.status), reason, "5")
     temporary = ses.kind != "bounce_permanent"
-    return _Verdict(_bounce_kind(code, ses.diagnostic, reason, temporary), code, ses.recipient, ses.diagnostic)
+    return _Verdict(
+        _bounce_kind(code, ses.diagnostic, reason, temporary), code, ses.recipient, ses.diagnostic
+    )
 
 
 def _bounce_kind(code: str | None, text: str, reason: smtp_status.Reason | None, temporary: bool) -> Kind:

@@ -12,7 +12,9 @@ MAX_RECIPIENTS = 100
 DSN_TYPES = frozenset({"message/delivery-status", "message/global-delivery-status"})
 
 _FIELD = re.compile(r"^([A-Za-z][A-Za-z0-9-]*)[ \t]*:[ \t]*(.*)$")
-_ADDRESS = re.compile(r"[^\s<>\"(),;:@]+(?:\"[^\"]*\")?@[A-Za-z0-9.-]+\.[A-Za-z0-9-]+|\"[^\"]+\"@[A-Za-z0-9.-]+")
+_ADDRESS = re.compile(
+    r"[^\s<>\"(),;:@]+(?:\"[^\"]*\")?@[A-Za-z0-9.-]+\.[A-Za-z0-9-]+|\"[^\"]+\"@[A-Za-z0-9.-]+"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,14 +33,18 @@ def reports(part: Message) -> list[RecipientReport]:
     for fields in _blocks(part):
         if "final-recipient" not in fields and "original-recipient" not in fields:
             continue
-        recipient = address(fields.get("original-recipient", "")) or address(fields.get("final-recipient", ""))
+        recipient = address(fields.get("original-recipient", "")) or address(
+            fields.get("final-recipient", "")
+        )
         diagnostic = fields.get("diagnostic-code", "")
         if ";" in diagnostic[:20]:
             diagnostic = diagnostic.split(";", 1)[1]
         result.append(
             RecipientReport(
                 recipient=recipient,
-                action=fields.get("action", "").split()[0].lower() if fields.get("action", "").split() else "",
+                action=fields.get("action", "").split()[0].lower()
+                if fields.get("action", "").split()
+                else "",
                 status=fields.get("status", ""),
                 diagnostic=" ".join(diagnostic.split()),
             )

@@ -25,13 +25,17 @@ SEGMENT_CHARS = 1500
 _BOUNCE_SENDER = re.compile(r"mailer-daemon|postmaster|mail delivery (subsystem|system)|mdaemon|bounce", re.I)
 _BOUNCE_SUBJECT = re.compile(
     r"undeliver|undelivered|delivery (status notification|failure|failed|notification|problem)|failure notice"
-    r"|mail delivery failed|returned mail|returning message|mail failure|delivery failure|could not be delivered"
-    r"|non remis|non recapitabile|unzustellbar|no se puede entregar|mail system error|failed mail|nondeliverable"
-    r"|warning: (could not send|message .* delayed)|delayed mail|notice: mail delivery status|nicht zustellbar",
+    r"|mail delivery failed|returned mail|returning message|mail failure|delivery failure"
+    r"|could not be delivered"
+    r"|non remis|non recapitabile|unzustellbar|no se puede entregar|mail system error|failed mail"
+    r"|nondeliverable"
+    r"|warning: (could not send|message .* delayed)|delayed mail|notice: mail delivery status"
+    r"|nicht zustellbar",
     re.I,
 )
 _DELAY = re.compile(
-    r"\bdelayed\b|\(delay\)|still being retried|will (continue|keep) trying|will be retried|has not yet been delivered"
+    r"\bdelayed\b|\(delay\)|still being retried|will (continue|keep) trying|will be retried"
+    r"|has not yet been delivered"
     r"|this is a warning|warning message only|not yet been delivered",
     re.I,
 )
@@ -66,13 +70,13 @@ def looks_like_bounce(message: Message) -> bool:
     return bool(_BOUNCE_SENDER.search(sender)) and ("failure" in auto or not auto)
 
 
-def report_text(parts: list[mime.Part]) -> str:
-    """The human-readable report: the first text part, cut before the quoted original message."""
+def first_text(parts: list[mime.Part]) -> str:
+    """The first non-empty text part of the report itself (not of an attached original)."""
     for part in parts:
         if part.content_type in ("text/plain", "text/html") and not part.embedded:
             text = mime.part_text(part.message, REPORT_CHARS)
             if text.strip():
-                return cut_original(text)
+                return text
     return ""
 
 
@@ -164,5 +168,7 @@ def ses_notification(text: str) -> SesNotification | None:
         complaint = data.get("complaint") if isinstance(data.get("complaint"), dict) else {}
         entries = complaint.get("complainedRecipients") or [{}]
         first = entries[0] if isinstance(entries[0], dict) else {}
-        return SesNotification("complaint", dsn.address(str(first.get("emailAddress", ""))), None, "SES complaint")
+        return SesNotification(
+            "complaint", dsn.address(str(first.get("emailAddress", ""))), None, "SES complaint"
+        )
     return None

@@ -93,9 +93,12 @@ def header_text(message: Message, name: str) -> str:
     if value is None:
         return ""
     try:
-        chunks = email.header.decode_header(str(value))
+        if isinstance(value, email.header.Header):  # compat32's wrapper for raw 8-bit header bytes
+            chunks = email.header.decode_header(value)
+        else:
+            chunks = email.header.decode_header(_undo_surrogates(str(value)))
     except Exception:
-        return str(value)
+        return _undo_surrogates(str(value))
     out = []
     for chunk, charset in chunks:
         if isinstance(chunk, bytes):
@@ -128,6 +131,15 @@ def part_text(part: Message, limit: int = MAX_TEXT_CHARS) -> str:
     if safe_content_type(part) == "text/html":
         text = _ENTITY.sub(_entity, _TAG.sub(" ", text))
     return text
+
+
+def _undo_surrogates(value: str) -> str:
+    """Raw 8-bit header bytes come back from the parser as surrogate escapes; most are UTF-8."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return value
 
 
 def _charset(part: Message) -> str | None:

@@ -59,7 +59,8 @@ REASONS: tuple[Reason, ...] = (
         False,
         re.compile(
             r"mailbox (is )?full|mailbox_full|(over|exceed(s|ed|ing)?( the| their| his| her| mailbox| disk)?)"
-            r" (disk )?quota|quota exceeded|storage quota|insufficient (disk )?space|disk quota|mailbox size limit"
+            r" (disk )?quota|quota exceeded|storage quota|insufficient (disk )?space|disk quota"
+            r"|mailbox size limit"
             r"|not enough (disk )?space",
             re.I,
         ),
@@ -80,12 +81,14 @@ REASONS: tuple[Reason, ...] = (
         "1.1",
         False,
         re.compile(
-            r"user ?unknown|unknown (user|recipient|local[- ]part|alias|mailbox|address)|no such (user|mailbox|recipient)"
+            r"user ?unknown|unknown (user|recipient|local[- ]part|alias|mailbox|address)|no such (user"
+            r"|mailbox|recipient)"
             r"|user (not found|doesn't exist|does not exist)|recipient (not found|unknown|does not exist)"
             r"|(address|account|mailbox|user)[^.\n]{0,40}(does not exist|doesn't exist|couldn't be found"
             r"|could not be found|wasn't found|was not found)|doesn't have an? \S+ account"
             r"|not listed in (the )?(domino directory|public name)|recipient name is not recognized"
-            r"|invalid (recipient|mailbox|address)|no mailbox here|mailbox unavailable|not our (user|customer)"
+            r"|invalid (recipient|mailbox|address)|no mailbox here|mailbox unavailable|not our (user"
+            r"|customer)"
             r"|unknown or illegal|recipient address rejected: user unknown|no longer on server",
             re.I,
         ),
@@ -113,7 +116,7 @@ def is_generic(code: str) -> bool:
 
 
 def best_code(*sources: str | None) -> str | None:
-    """The most telling enhanced code: the first specific one across ``sources`` in order, else the first generic.
+    """The most telling enhanced code: the first specific one across ``sources``, else the first generic.
 
     Callers pass the remote server's text before the reporting MTA's own Status field, since the
     reporter often summarises (sendmail writes Status 5.1.1 for a remote "550 5.7.1 blacklisted").

@@ -18,9 +18,13 @@ import re
 TAG_LENGTH = 10
 """Base32 characters kept from the HMAC (50 bits): plenty against guessing, short enough for a local part."""
 
-_VERP_LOCAL = re.compile(r"^(?P<prefix>[^+@\s]+)\+m(?P<mailing>\d{1,18})\.r(?P<recipient>\d{1,18})\.(?P<tag>[a-z2-7]{8,12})$")
+_VERP_LOCAL = re.compile(
+    r"^(?P<prefix>[^+@\s]+)\+m(?P<mailing>\d{1,18})\.r(?P<recipient>\d{1,18})\.(?P<tag>[a-z2-7]{8,12})$"
+)
 _LOCAL_PART = re.compile(r"^[A-Za-z0-9!#$%&'*/=?^_`{|}~.-]+$")
-_DOMAIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*$")
+_DOMAIN = re.compile(
+    r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*$"
+)
 
 
 class VerpError(ValueError):
