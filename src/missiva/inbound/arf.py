@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from email.message import Message
+from email.parser import HeaderParser
+from email.policy import compat32
 
 from missiva.inbound import dsn, mime
 
@@ -81,10 +83,7 @@ def original_headers(part: Message) -> list[Message]:
     payload = part.get_payload()
     if isinstance(payload, list):
         return [m for m in payload if isinstance(m, Message)]
-    from email import policy
-    from email.parser import HeaderParser
-
     try:
-        return [HeaderParser(policy=policy.compat32).parsestr(mime.part_text(part, 64 * 1024))]
+        return [HeaderParser(policy=compat32).parsestr(mime.part_text(part, 64 * 1024))]
     except Exception:
         return []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from email.message import Message
 
 from missiva.inbound import mime, verp
 from missiva.inbound.arf import ORIGINAL_TYPES, original_headers
@@ -25,7 +26,7 @@ _RECIPIENT = re.compile(r"^X-Missiva-Recipient:[ \t]*(\d{1,18})[ \t\r]*$", re.I 
 
 
 def identify(
-    top: mime.Message,
+    top: Message,
     parts: list[mime.Part],
     text: str,
     *,
@@ -62,6 +63,6 @@ def identify(
     return mailing, recipient
 
 
-def _int_header(headers: mime.Message, name: str) -> int | None:
+def _int_header(headers: Message, name: str) -> int | None:
     value = mime.header_text(headers, name).strip()
     return int(value) if value.isdigit() and len(value) <= 18 else None
