@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -12,7 +13,9 @@ from missiva.delivery.sms.keywords import is_stop
 from missiva.delivery.sms.smpp.client import SmppClient, SmppConnectError, SmppSettings
 from missiva.delivery.sms.smpp.pdu import Status
 from missiva.delivery.sms.transport import NotSent, Rejected, SubmitResult, Uncertain
-from tests.sms.conftest import PeerProcess
+
+if TYPE_CHECKING:
+    from .conftest import PeerProcess
 
 pytestmark = pytest.mark.anyio
 
