@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
@@ -83,3 +89,98 @@ def dropping_peer(tmp_path: Path) -> Iterator[PeerProcess]:
     peer = PeerProcess(tmp_path / "peer.jsonl", "--drop-after", "37")
     yield peer
     peer.stop()
+
+
+class GatewayHandler(BaseHTTPRequestHandler):
+    """A toy SMS aggregator API; what it answers depends on the path (see ``do_GET``)."""
+
+    server: GatewayServer
+
+    def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
+        return
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    def do_POST(self) -> None:
+        self._handle()
+
+    def _handle(self) -> None:
+        url = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length).decode() if length else ""
+        self.server.requests.append(
+            {
+                "method": self.command,
+                "path": url.path,
+                "query": dict(parse_qsl(url.query)),
+                "headers": {k.lower(): v for k, v in self.headers.items()},
+                "body": body,
+            }
+        )
+        self.server.count += 1
+        n = self.server.count
+        auth = self.headers.get("Authorization", "")
+        if url.path == "/api/send":  # JSON in, JSON out, bearer token
+            if auth != "Bearer tok-123":
+                return self._reply(401, "application/json", '{"error": "bad token"}')
+            return self._reply(201, "application/json", json.dumps({"messages": [{"id": f"gw-{n}"}]}))
+        if url.path == "/send.php":  # query string in, text out, basic auth
+            if auth != "Basic " + base64.b64encode(b"acme:pw").decode():
+                return self._reply(401, "text/plain", "ERR auth")
+            return self._reply(200, "text/plain", f"OK id=txt-{n}")
+        if url.path == "/form":  # form in, JSON out, API key header
+            if self.headers.get("X-Api-Key") != "k-1":
+                return self._reply(403, "text/plain", "forbidden")
+            return self._reply(200, "application/json", json.dumps({"data": {"id": f"f-{n}"}}))
+        if url.path == "/busy":
+            return self._reply(503, "text/plain", "try later")
+        if url.path == "/bad":
+            return self._reply(400, "text/plain", "invalid destination")
+        if url.path == "/noid":
+            return self._reply(200, "application/json", "{}")
+        if url.path == "/slow":
+            time.sleep(0.5)
+            return self._reply(200, "application/json", '{"id": "late"}')
+        return self._reply(404, "text/plain", "no such route")
+
+    def _reply(self, status: int, content_type: str, text: str) -> None:
+        data = text.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+class GatewayServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), GatewayHandler)
+        self.requests: list[dict[str, object]] = []
+        self.count = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+@pytest.fixture
+def http_gateway_server() -> Iterator[GatewayServer]:
+    """A real HTTP server on 127.0.0.1 playing an SMS aggregator, in a thread."""
+    server = GatewayServer()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A port on 127.0.0.1 with nothing listening: connections are refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
