@@ -13,7 +13,8 @@ of the destination: 9 UNDELIV, 8 EXPIRED, 7 REJECTD, anything else DELIVRD. A de
 ``--drop-after N`` aborts the connection on the N-th submit_sm received, after recording it but before
 answering: the client wrote it and never hears back. Commands on stdin, one a line:
 ``mo SOURCE DEST TEXT...`` sends a mobile-originated deliver_sm to every bound session, ``drop`` aborts
-every connection.
+every connection, ``mute`` makes the current connections silent (read, never answered) while new
+ones are served normally.
 """
 
 from __future__ import annotations
@@ -59,10 +60,28 @@ class Smsc:
         self.partial: dict[tuple[str, str, int, int], dict[int, tuple[bytes, str]]] = {}
         self.sessions: set[asyncio.StreamWriter] = set()
         self.deliver_sequence = itertools.count(1)
+        self.outboxes: dict[asyncio.StreamWriter, list[bytes]] = {}
+        self.muted: set[asyncio.StreamWriter] = set()
 
     def write_record(self, entry: dict[str, object]) -> None:
         self.record.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        if entry["type"] != "message":  # messages are flushed with the response that confirms them
+            self.record.flush()
+
+    def send(self, writer: asyncio.StreamWriter, data: bytes) -> None:
+        """Queue output; everything queued in one loop iteration leaves in one write."""
+        outbox = self.outboxes.get(writer)
+        if outbox is None:
+            outbox = self.outboxes[writer] = []
+            asyncio.get_running_loop().call_soon(self.flush, writer)
+        outbox.append(data)
+
+    def flush(self, writer: asyncio.StreamWriter) -> None:
+        """Records reach the file before the responses that confirm them reach the client."""
         self.record.flush()
+        outbox = self.outboxes.pop(writer, None)
+        if outbox and not writer.is_closing():
+            writer.write(b"".join(outbox))
 
     def accept_part(self, sm: ShortMessage, message_id: str) -> None:
         """Store one part; record the whole message once every part is there."""
@@ -123,13 +142,16 @@ class Smsc:
             source_addr=source, destination_addr=dest, data_coding=coding, short_message=payloads[0]
         )
         for writer in list(self.sessions):
-            writer.write(Pdu(CommandId.DELIVER_SM, 0, next(self.deliver_sequence), body.encode()).encode())
+            self.send(
+                writer, Pdu(CommandId.DELIVER_SM, 0, next(self.deliver_sequence), body.encode()).encode()
+            )
         self.write_record(
             {"type": "mo", "source": source, "dest": dest, "text": text, "sessions": len(self.sessions)}
         )
 
     def drop_all(self) -> None:
         for writer in list(self.sessions):
+            self.flush(writer)
             writer.transport.abort()
         self.sessions.clear()
 
@@ -139,6 +161,8 @@ class Smsc:
         try:
             while True:
                 pdu = await read_pdu(reader)
+                if writer in self.muted:
+                    continue
                 reply = self.answer(pdu, writer, bound)
                 if reply is None:
                     return
@@ -146,14 +170,16 @@ class Smsc:
                     bound = True
                     self.sessions.add(writer)
                 for out in reply:
-                    writer.write(out.encode())
+                    self.send(writer, out.encode())
                 if pdu.command_id == CommandId.UNBIND:
                     return
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, PduError):
             return
         finally:
+            self.flush(writer)
             self.sessions.discard(writer)
+            self.muted.discard(writer)
             writer.close()
 
     def answer(self, pdu: Pdu, writer: asyncio.StreamWriter, bound: bool) -> list[Pdu] | None:
@@ -173,6 +199,7 @@ class Smsc:
             message_id = f"{next(self.ids):x}"
             self.accept_part(sm, message_id)
             if self.submits == self.drop_after:
+                self.flush(writer)
                 writer.transport.abort()
                 return None
             out = [Pdu(CommandId.SUBMIT_SM_RESP, Status.ROK, seq, encode_message_id(message_id))]
@@ -201,6 +228,8 @@ async def read_commands(smsc: Smsc) -> None:
             smsc.mobile_originated(words[1], words[2], words[3].rstrip("\n"))
         elif words[:1] == ["drop"]:
             smsc.drop_all()
+        elif words[:1] == ["mute"]:
+            smsc.muted |= smsc.sessions
         print("ok", flush=True)
 
 

@@ -220,3 +220,15 @@ async def test_client_rebinds_after_the_smsc_drops_every_session(smpp_peer: Peer
         assert client.reconnects == 1
     assert result.message_ids
     assert [r["text"] for r in smpp_peer.records()] == ["before", "after"]
+
+
+async def test_silent_smsc_is_detected_by_enquire_link_and_replaced(smpp_peer: PeerProcess) -> None:
+    fast = settings(smpp_peer, enquire_link_interval=0.1, response_timeout=0.3)
+    async with SmppClient(fast) as client:
+        smpp_peer.command("mute")
+        async with asyncio.timeout(5):
+            while client.reconnects == 0:
+                await asyncio.sleep(0.02)
+        result = await client.submit("k-1", "+393330000001", "Missiva", "still here")
+    assert [r["text"] for r in smpp_peer.records()] == ["still here"]
+    assert result.message_ids == smpp_peer.records()[0]["message_ids"]

@@ -11,6 +11,7 @@ The GSM table itself comes from the ``gsm0338`` codec; this module only counts a
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -83,6 +84,24 @@ def _gsm_septets() -> dict[str, int]:
 
 
 _GSM_SEPTETS = _gsm_septets()
+# Fast paths built from the same table: one C-level pass to test, count and encode a text.
+_NOT_GSM = re.compile("[^" + re.escape("".join(_GSM_SEPTETS)) + "]")
+_GSM_EXTENSION = re.compile("[" + re.escape("".join(c for c, n in _GSM_SEPTETS.items() if n == 2)) + "]")
+_GSM_BYTES = {ord(c): c.encode(_GSM_CODEC).decode("latin-1") for c in _GSM_SEPTETS}
+
+
+def _gsm_encode(text: str) -> bytes:
+    """Unpacked septets of a text known to be GSM-encodable (escape pairs for extension characters)."""
+    return text.translate(_GSM_BYTES).encode("latin-1")
+
+
+def _single_part(text: str) -> Encoding | None:
+    """The encoding, when the text fits one part; None when it needs cutting (the per-character path)."""
+    if _NOT_GSM.search(text) is None:
+        return GSM7 if len(text) + len(_GSM_EXTENSION.findall(text)) <= LIMITS[GSM7][0] else None
+    if len(text) <= LIMITS[UCS2][0] // 2 or len(text.encode("utf-16-be")) <= 2 * LIMITS[UCS2][0]:
+        return UCS2
+    return None
 
 
 def _units(text: str) -> tuple[Encoding, list[int], tuple[str, ...]]:
@@ -130,6 +149,9 @@ def _cut(costs: list[int], limit: int) -> list[tuple[int, int]]:
 def _plan(text: str) -> tuple[Encoding, list[str]]:
     if not text:
         raise SmsTextError("an SMS needs at least one character")
+    single = _single_part(text)
+    if single is not None:
+        return single, [text]
     encoding, costs, _ = _units(text)
     single, multi = LIMITS[encoding]
     bounds = [(0, len(text))] if sum(costs) <= single else _cut(costs, multi)
@@ -151,8 +173,9 @@ def split(text: str) -> list[bytes]:
 def encode_parts(text: str) -> tuple[Encoding, list[bytes]]:
     """The encoding chosen for ``text`` and the payload of each part (one pass, for senders)."""
     encoding, parts = _plan(text)
-    codec = _GSM_CODEC if encoding == GSM7 else "utf-16-be"
-    return encoding, [part.encode(codec) for part in parts]
+    if encoding == GSM7:
+        return encoding, [_gsm_encode(part) for part in parts]
+    return encoding, [part.encode("utf-16-be") for part in parts]
 
 
 def with_udh(parts: list[bytes], ref: int) -> list[bytes]:

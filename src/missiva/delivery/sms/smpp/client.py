@@ -33,6 +33,7 @@ from missiva.delivery.sms.smpp.pdu import (
     CommandId,
     Pdu,
     PduError,
+    PduStream,
     ShortMessage,
     Status,
     decode_message_id,
@@ -96,6 +97,12 @@ class _NoAnswer(Exception):
     """Internal: the PDU was written, but no response will come (lost connection, timeout)."""
 
 
+def _consume_outcome(future: asyncio.Future[Pdu]) -> None:
+    """Mark a fire-and-forget request's failure as seen (an enquire_link nobody awaits)."""
+    if not future.cancelled():
+        future.exception()
+
+
 class _Session:
     """One bound TCP connection: pending requests, the reader loop and the keepalive timer."""
 
@@ -107,6 +114,8 @@ class _Session:
         self.writer = writer
         self.loop = asyncio.get_running_loop()
         self.pending: dict[int, tuple[asyncio.Future[Pdu], float]] = {}
+        self.outbox: list[bytes] = []
+        self.unflushed: list[int] = []
         self.closed = False
         self.done = asyncio.Event()
         self.last_seen = self.loop.time()
@@ -118,20 +127,41 @@ class _Session:
         ]
 
     def request(self, command_id: int, body: bytes) -> asyncio.Future[Pdu]:
-        """Write a request now and return the future of its response."""
+        """Queue a request for this loop iteration's write and return the future of its response.
+
+        The future fails with :class:`_NotWritten` if the connection ends before the PDU reached the
+        socket, with :class:`_NoAnswer` if it ends (or response_timeout passes) after.
+        """
         if self.closed or self.writer.is_closing():
             self.abort("socket closing")
             raise _NotWritten("connection closing")
         sequence = self.client._next_sequence()
         future: asyncio.Future[Pdu] = self.loop.create_future()
         self.pending[sequence] = (future, self.loop.time() + self.client.settings.response_timeout)
-        self.writer.write(HEADER.pack(HEADER_SIZE + len(body), command_id, 0, sequence) + body)
+        self._queue(HEADER.pack(HEADER_SIZE + len(body), command_id, 0, sequence) + body, sequence)
         return future
 
     def reply(self, command_id: int, status: int, sequence: int, body: bytes = b"") -> None:
         """Answer a request from the SMSC, if the connection is still there."""
         if not self.closed and not self.writer.is_closing():
-            self.writer.write(Pdu(command_id, status, sequence, body).encode())
+            self._queue(Pdu(command_id, status, sequence, body).encode())
+
+    def _queue(self, data: bytes, sequence: int | None = None) -> None:
+        # PDUs produced in one loop iteration leave in one send(): a syscall per PDU would cost
+        # more than everything else the client does.
+        if not self.outbox:
+            self.loop.call_soon(self._flush)
+        self.outbox.append(data)
+        if sequence is not None:
+            self.unflushed.append(sequence)
+
+    def _flush(self) -> None:
+        if self.closed or not self.outbox:
+            return
+        data = b"".join(self.outbox)
+        self.outbox.clear()
+        self.unflushed.clear()
+        self.writer.write(data)
 
     def abort(self, reason: str) -> None:
         """End the connection; every unanswered request becomes :class:`_NoAnswer`."""
@@ -141,6 +171,12 @@ class _Session:
         log.info("smpp %s: connection ended (%s)", self.client.name, reason)
         self.client._session_lost(self, reason)
         pending, self.pending = self.pending, {}
+        for sequence in self.unflushed:
+            future, _ = pending.pop(sequence, (None, 0.0))
+            if future is not None and not future.done():
+                future.set_exception(_NotWritten(f"connection lost before the PDU left: {reason}"))
+        self.outbox.clear()
+        self.unflushed.clear()
         for future, _ in pending.values():
             if not future.done():
                 future.set_exception(_NoAnswer(f"connection lost: {reason}"))
@@ -152,15 +188,16 @@ class _Session:
 
     async def _read_loop(self) -> None:
         reason = "closed by peer"
+        stream = PduStream()
         try:
-            while True:
-                pdu = await read_pdu(self.reader)
+            while data := await self.reader.read(65536):
                 self.last_seen = self.loop.time()
-                self._dispatch(pdu)
-                if pdu.command_id == CommandId.UNBIND:
-                    reason = "unbind from SMSC"
-                    break
-        except (asyncio.IncompleteReadError, ConnectionError) as exc:
+                for pdu in stream.feed(data):
+                    self._dispatch(pdu)
+                    if pdu.command_id == CommandId.UNBIND:
+                        reason = "unbind from SMSC"
+                        return
+        except ConnectionError as exc:
             reason = f"closed by peer ({type(exc).__name__})"
         except PduError as exc:
             reason = f"malformed PDU: {exc}"
@@ -233,6 +270,7 @@ class _Session:
                     probe = self.request(CommandId.ENQUIRE_LINK, b"")
                 except _NotWritten:
                     return
+                probe.add_done_callback(_consume_outcome)
 
 
 class SmppClient:
@@ -364,10 +402,9 @@ class SmppClient:
                 session = self._session
                 if session is not None and not session.closed:
                     try:
-                        future = session.request(command_id, body)
+                        return await session.request(command_id, body)
                     except _NotWritten:
-                        continue
-                    return await future
+                        continue  # never left this process: wait for the next bind and send it there
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     raise _NotWritten(f"no SMPP connection: {self._last_error}")

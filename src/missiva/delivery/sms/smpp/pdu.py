@@ -132,6 +132,34 @@ async def read_pdu(reader: asyncio.StreamReader) -> Pdu:
     return Pdu(command_id, status, sequence, body)
 
 
+class PduStream:
+    """Cuts a byte stream into PDUs: feed what the socket gave, get every complete PDU in it.
+
+    One read of the socket can hold dozens of PDUs; parsing them from one buffer costs far less than
+    two awaited reads per PDU.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[Pdu]:
+        """Append ``data``; return the PDUs now complete, in order."""
+        buffer = self._buffer
+        buffer += data
+        pdus: list[Pdu] = []
+        pos, size = 0, len(buffer)
+        while size - pos >= HEADER_SIZE:
+            length, command_id, status, sequence = HEADER.unpack_from(buffer, pos)
+            if not HEADER_SIZE <= length <= MAX_PDU_LENGTH:
+                raise PduError(f"command_length {length} outside {HEADER_SIZE}..{MAX_PDU_LENGTH}")
+            if size - pos < length:
+                break
+            pdus.append(Pdu(command_id, status, sequence, bytes(buffer[pos + HEADER_SIZE : pos + length])))
+            pos += length
+        del buffer[:pos]
+        return pdus
+
+
 # --- body primitives -------------------------------------------------------------------------------
 
 
