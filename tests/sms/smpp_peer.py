@@ -11,10 +11,13 @@ of the destination: 9 UNDELIV, 8 EXPIRED, 7 REJECTD, anything else DELIVRD. A de
 "000" is refused at submit time with ESME_RINVDSTADR.
 
 ``--drop-after N`` aborts the connection on the N-th submit_sm received, after recording it but before
-answering: the client wrote it and never hears back. Commands on stdin, one a line:
-``mo SOURCE DEST TEXT...`` sends a mobile-originated deliver_sm to every bound session, ``drop`` aborts
-every connection, ``mute`` makes the current connections silent (read, never answered) while new
-ones are served normally.
+answering: the client wrote it and never hears back. Commands on stdin, one a line, each answered
+"ok" once carried out:
+
+- ``mo SOURCE DEST TEXT...`` sends a mobile-originated deliver_sm to every bound session;
+- ``drop`` aborts every connection;
+- ``throttle N`` refuses the next N submit_sm with ESME_RTHROTTLED;
+- ``mute`` makes the current connections silent (read, never answered); new ones are served.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ class Smsc:
         self.deliver_sequence = itertools.count(1)
         self.outboxes: dict[asyncio.StreamWriter, list[bytes]] = {}
         self.muted: set[asyncio.StreamWriter] = set()
+        self.throttle_next = 0
 
     def write_record(self, entry: dict[str, object]) -> None:
         self.record.write(json.dumps(entry, ensure_ascii=False) + "\n")
@@ -192,6 +196,9 @@ class Smsc:
         if pdu.command_id == CommandId.SUBMIT_SM:
             if not bound:
                 return [Pdu(CommandId.SUBMIT_SM_RESP, Status.RINVBNDSTS, seq)]
+            if self.throttle_next > 0:
+                self.throttle_next -= 1
+                return [Pdu(CommandId.SUBMIT_SM_RESP, Status.RTHROTTLED, seq)]
             self.submits += 1
             sm = ShortMessage.decode(pdu.body)
             if sm.destination_addr.endswith("000"):
@@ -228,6 +235,8 @@ async def read_commands(smsc: Smsc) -> None:
             smsc.mobile_originated(words[1], words[2], words[3].rstrip("\n"))
         elif words[:1] == ["drop"]:
             smsc.drop_all()
+        elif words[:1] == ["throttle"] and len(words) == 2:
+            smsc.throttle_next = int(words[1])
         elif words[:1] == ["mute"]:
             smsc.muted |= smsc.sessions
         print("ok", flush=True)

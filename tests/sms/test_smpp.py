@@ -232,3 +232,14 @@ async def test_silent_smsc_is_detected_by_enquire_link_and_replaced(smpp_peer: P
         result = await client.submit("k-1", "+393330000001", "Missiva", "still here")
     assert [r["text"] for r in smpp_peer.records()] == ["still here"]
     assert result.message_ids == smpp_peer.records()[0]["message_ids"]
+
+
+async def test_throttled_submits_are_retried_then_given_up_as_not_sent(smpp_peer: PeerProcess) -> None:
+    async with SmppClient(settings(smpp_peer, throttle_retries=2, throttle_backoff=0.01)) as client:
+        smpp_peer.command("throttle 2")
+        accepted = await client.submit("t-1", "+393330000001", "Missiva", "third time lucky")
+        smpp_peer.command("throttle 3")
+        with pytest.raises(NotSent, match="busy"):
+            await client.submit("t-2", "+393330000001", "Missiva", "never taken")
+    assert [r["text"] for r in smpp_peer.records()] == ["third time lucky"]
+    assert accepted.message_ids == smpp_peer.records()[0]["message_ids"]
