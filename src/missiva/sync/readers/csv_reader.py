@@ -107,7 +107,7 @@ class CsvSource(RecordSource):
         except LookupError:
             raise UnreadableFile(f"unknown text encoding {encoding!r}") from None
         self.encoding = encoding
-        self.warnings.append(f"{self._where}: read as {encoding} ({reason})")
+        self.encoding_reason = reason
         if delimiter is None:
             sample = codecs.getincrementaldecoder(encoding)(errors="replace").decode(head, final=complete)
             delimiter = sniff_delimiter(sample, complete=complete)
