@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from collections.abc import Awaitable
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -22,9 +22,9 @@ class BackgroundLoop:
     def closed(self) -> bool:
         return self.loop.is_closed()
 
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        """Run `coro` on the loop and wait for its result (its exception is re-raised here)."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+    def run(self, awaitable: Awaitable[T], timeout: float | None = None) -> T:
+        """Run `awaitable` on the loop and wait for its result (its exception is re-raised here)."""
+        return asyncio.run_coroutine_threadsafe(_await(awaitable), self.loop).result(timeout)
 
     def stop(self) -> None:
         """Stop the loop and join its thread; idempotent."""
@@ -33,3 +33,8 @@ class BackgroundLoop:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join()
         self.loop.close()
+
+
+async def _await(awaitable: Awaitable[T]) -> T:
+    # asyncssh returns awaitable wrappers (connect, listen) that are not coroutine objects.
+    return await awaitable

@@ -107,8 +107,12 @@ class FtpDropServer:
         tls_required: bool = True,
         passive_ports: range | None = None,
         masquerade_address: str | None = None,
+        auth_failed_delay: float = 3.0,
     ) -> None:
-        """With `certfile` the server speaks FTPS, and by default refuses logins and data in clear."""
+        """With `certfile` the server speaks FTPS, and by default refuses logins and data in clear.
+
+        `auth_failed_delay` slows password guessing: each wrong password is answered that late.
+        """
         self.data_dir = data_dir
         self._notifier = UploadNotifier(on_upload, "ftp-drop")
         attributes: dict[str, Any] = {
@@ -117,6 +121,7 @@ class FtpDropServer:
             "banner": "Missiva drop ready.",
             "passive_ports": list(passive_ports) if passive_ports else None,
             "masquerade_address": masquerade_address,
+            "auth_failed_timeout": auth_failed_delay,
         }
         base: type[FTPHandler] = FTPHandler
         if certfile is not None:

@@ -86,6 +86,7 @@ class FtpTransport(ClosingTransport):
             ftp.voidcmd("TYPE I")
             if remote_dir:
                 ftp.cwd(remote_dir)
+            self._home = ftp.pwd()
         except _ERRORS as exc:
             ftp.close()
             raise TransportError(f"{self._label}: cannot log in as {username!r}: {exc}") from None
@@ -114,14 +115,17 @@ class FtpTransport(ClosingTransport):
     def _list_without_mlsd(self, matches: Any) -> list[RemoteFile]:
         """Old servers: NLST for names, then SIZE and MDTM per matching file (directories fail SIZE)."""
         names = self._call("listing failed", self._ftp.nlst)
+        self._binary()
         files = []
         for name in sorted({n.rsplit("/", 1)[-1] for n in names}):
             if not listed(name, matches):
                 continue
             try:
                 size = self._ftp.size(name)
-            except ftplib.error_perm:
-                continue
+            except ftplib.error_perm as exc:
+                if str(exc).startswith("550") or self._is_folder(name):
+                    continue
+                size = None  # the server has no SIZE command
             try:
                 mtime = _mlsd_time(self._ftp.voidcmd(f"MDTM {name}").split()[-1])
             except ftplib.error_perm:
@@ -129,8 +133,22 @@ class FtpTransport(ClosingTransport):
             files.append(RemoteFile(name, size, mtime))
         return files
 
+    def _is_folder(self, name: str) -> bool:
+        """Without MLSD or SIZE, changing into it is the only portable way to spot a folder."""
+        try:
+            self._ftp.cwd(name)
+        except ftplib.error_perm:
+            return False
+        self._call("cannot return to the working folder", self._ftp.cwd, self._home)
+        return True
+
+    def _binary(self) -> None:
+        """Listings switch the session to ASCII; SIZE and RETR need image (binary) mode."""
+        self._call("cannot switch to binary mode", self._ftp.voidcmd, "TYPE I")
+
     def download(self, name: str, dest: BinaryIO, max_bytes: int) -> int:
         safe_name(name)
+        self._binary()
         try:
             size = self._ftp.size(name)
         except ftplib.error_perm:
@@ -187,6 +205,7 @@ class FtpTransport(ClosingTransport):
             raise TransportError(f"{self._label}: cannot rename {old!r} to {new!r}: {exc}") from None
 
     def _exists(self, path: str) -> bool:
+        self._binary()
         try:
             self._ftp.size(path)
         except ftplib.error_perm:

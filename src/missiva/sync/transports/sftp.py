@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import posixpath
-from collections.abc import Coroutine
+from collections.abc import Awaitable
 from datetime import UTC, datetime
-from typing import Any, BinaryIO, TypeVar
+from typing import BinaryIO, TypeVar
 
 import asyncssh
 
@@ -82,7 +82,7 @@ class SftpTransport(ClosingTransport):
             self.close()
             raise
 
-    def _run(self, what: str, coro: Coroutine[Any, Any, T]) -> T:
+    def _run(self, what: str, coro: Awaitable[T]) -> T:
         try:
             return self._loop.run(coro, self._timeout)
         except asyncssh.SFTPNoSuchFile:
