@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import re
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -25,6 +26,15 @@ _READ_BUFFER = 64 * 1024
 
 class _RowTooLong(Exception):
     """Raised from inside the csv module's line iterator; turned into `HostileInput` by the reader."""
+
+
+class _Undecodable(Exception):
+    """A line held bytes the encoding cannot decode; turned into `UnreadableFile` with the row number."""
+
+
+# Decoding with surrogateescape turns each undecodable byte into one of these, line by line, so
+# the error can name the row (a strict decoder fails on a whole buffer, rows before it included).
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
 
 
 class _LineFeeder:
@@ -45,6 +55,8 @@ class _LineFeeder:
         line = self._text.readline(self._max - self._pending + 1)
         if not line:
             raise StopIteration
+        if _ESCAPED_BYTE.search(line):
+            raise _Undecodable
         self._pending += len(line)
         if self._pending > self._max:
             # Hand this slice over anyway: if it holds an over-long field the csv module says so,
@@ -117,7 +129,7 @@ class CsvSource(RecordSource):
         self._text = io.TextIOWrapper(
             io.BufferedReader(stream, _READ_BUFFER),  # type: ignore[arg-type]
             encoding=encoding,
-            errors="strict",
+            errors="surrogateescape",
             newline="",
         )
         self._feeder = _LineFeeder(self._text, limits.max_row_bytes)
@@ -135,9 +147,9 @@ class CsvSource(RecordSource):
             return None
         except _RowTooLong:
             raise self._row_too_long(row_number) from None
-        except UnicodeDecodeError as exc:
+        except _Undecodable:
             raise UnreadableFile(
-                f"{self._where} is not valid {self.encoding} text near row {row_number} ({exc.reason}); "
+                f"{self._where} is not valid {self.encoding} text at row {row_number}; "
                 "give the file's encoding explicitly"
             ) from None
         except csv.Error as exc:

@@ -46,9 +46,8 @@ class ZipSource(RecordSource):
         except (*_CORRUPT, ValueError) as exc:
             raise UnreadableFile(f"{filename!r} is not a readable ZIP archive: {exc}") from None
         self.close_with(self._zip.close)
-        self._entries = [
-            info for info in inspect_archive(self._zip, limits, where=repr(filename)) if self._wanted(info)
-        ]
+        checked = inspect_archive(self._zip, limits, where=repr(filename))
+        self._entries = sorted((info for info in checked if self._wanted(info)), key=lambda i: i.filename)
         if not self._entries:
             raise UnreadableFile(f"{filename!r} holds no CSV or XML file")
         self._first = self._open_entry(self._entries[0])
