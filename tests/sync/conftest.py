@@ -3,123 +3,36 @@ certificate made here) and SFTP (asyncssh, host and client keys made here), all 
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
-import logging
-import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import asyncssh
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-from pyftpdlib.authorizers import DummyAuthorizer
 from pyftpdlib.handlers import FTPHandler, TLS_FTPHandler
-from pyftpdlib.ioloop import IOLoop
-from pyftpdlib.servers import FTPServer
+from sync_servers import (
+    FAST_REFUSAL,
+    PASSWORD,
+    USER,
+    ServerInfo,
+    SftpInfo,
+    ThreadedFtpd,
+    TlsFiles,
+    authorizer_for,
+    make_self_signed,
+)
 
 from missiva.sync.background_loop import BackgroundLoop
-
-USER, PASSWORD = "alice", "secret"
-logging.getLogger("pyftpdlib").setLevel(logging.WARNING)
-
-
-@dataclass(frozen=True)
-class TlsFiles:
-    cert: Path
-    key: Path
-
-
-@dataclass(frozen=True)
-class ServerInfo:
-    """A running test server: where it listens and which local folder it serves."""
-
-    port: int
-    root: Path
-
-
-@dataclass(frozen=True)
-class SftpInfo(ServerInfo):
-    host_key_line: str
-    client_key_text: str
 
 
 @pytest.fixture(scope="session")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    """A self-signed certificate for 127.0.0.1, usable as its own CA file by clients."""
-    folder = tmp_path_factory.mktemp("tls")
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "missiva test")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    files = TlsFiles(folder / "cert.pem", folder / "key.pem")
-    files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    files.key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return files
-
-
-class ThreadedFtpd:
-    """A pyftpdlib server with its own I/O loop, polled from a daemon thread until stopped."""
-
-    def __init__(self, handler: type[FTPHandler]) -> None:
-        self._server = FTPServer(("127.0.0.1", 0), handler, ioloop=IOLoop())
-        self.port: int = self._server.socket.getsockname()[1]
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._server.serve_forever(timeout=0.05, blocking=False, handle_exit=False)
-        self._server.close_all()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-# pyftpdlib waits 3 s before answering a wrong password; tests need not.
-_FAST_REFUSAL = {"auth_failed_timeout": 0}
-
-
-def _authorizer(root: Path) -> DummyAuthorizer:
-    authorizer = DummyAuthorizer()
-    authorizer.add_user(USER, PASSWORD, str(root), perm="elradfmwMT")
-    return authorizer
+    return make_self_signed(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture(scope="session")
 def ftp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerInfo]:
     root = tmp_path_factory.mktemp("ftp-root")
-    handler = type("PlainHandler", (FTPHandler,), {"authorizer": _authorizer(root), **_FAST_REFUSAL})
+    handler = type("PlainHandler", (FTPHandler,), {"authorizer": authorizer_for(root), **FAST_REFUSAL})
     server = ThreadedFtpd(handler)
     yield ServerInfo(server.port, root)
     server.stop()
@@ -133,8 +46,8 @@ def ftps_server(tmp_path_factory: pytest.TempPathFactory, tls_files: TlsFiles) -
         "TlsHandler",
         (TLS_FTPHandler,),
         {
-            "authorizer": _authorizer(root),
-            **_FAST_REFUSAL,
+            "authorizer": authorizer_for(root),
+            **FAST_REFUSAL,
             "certfile": str(tls_files.cert),
             "keyfile": str(tls_files.key),
             "ssl_context": None,
@@ -211,7 +124,9 @@ def legacy_ftp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serv
     """An old-style server: no MLSD and no SIZE, so clients must list with NLST and count bytes."""
     root = tmp_path_factory.mktemp("legacy-ftp-root")
     commands = {k: v for k, v in FTPHandler.proto_cmds.items() if k not in {"MLSD", "MLST", "SIZE"}}
-    handler = type("LegacyHandler", (FTPHandler,), {"authorizer": _authorizer(root), "proto_cmds": commands})
+    handler = type(
+        "LegacyHandler", (FTPHandler,), {"authorizer": authorizer_for(root), "proto_cmds": commands}
+    )
     server = ThreadedFtpd(handler)
     yield ServerInfo(server.port, root)
     server.stop()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import asyncssh
 import pytest
-from conftest import TlsFiles
+from sync_servers import TlsFiles
 
 from missiva.sync.drop import FtpDropServer, SftpDropServer, is_partial_upload, load_or_create_host_key
 from missiva.sync.errors import TransportError
@@ -70,7 +70,7 @@ def nothing_left_over(drops: Drops) -> Iterator[None]:
 
 
 def login_ftp(drops: Drops, user: str = "shop1") -> ftplib.FTP:
-    ftp = ftplib.FTP()
+    ftp = ftplib.FTP()  # noqa: S321 - the drop serves plain FTP on purpose
     ftp.connect("127.0.0.1", drops.ftp_port, timeout=10)
     ftp.login(user, ACCOUNTS[user][0])
     return ftp
@@ -162,7 +162,7 @@ def test_wrong_passwords_and_unknown_users_are_refused(drops: Drops, tls_files: 
 
 
 def test_ftps_drop_refuses_clear_text_logins(drops: Drops) -> None:
-    ftp = ftplib.FTP()
+    ftp = ftplib.FTP()  # noqa: S321 - the drop serves plain FTP on purpose
     ftp.connect("127.0.0.1", drops.ftps_port, timeout=10)
     with pytest.raises(ftplib.error_perm, match="SSL/TLS required"):
         ftp.login("shop1", "pw-one")
@@ -225,7 +225,12 @@ def test_sftp_users_are_chrooted_to_their_home(drops: Drops) -> None:
 def test_sftp_drop_offers_no_shell_or_commands(drops: Drops) -> None:
     async def run_command() -> None:
         async with asyncssh.connect(
-            "127.0.0.1", drops.sftp_port, username="shop1", password="pw-one", known_hosts=None, client_keys=[]
+            "127.0.0.1",
+            drops.sftp_port,
+            username="shop1",
+            password="pw-one",
+            known_hosts=None,
+            client_keys=[],
         ) as conn:
             await conn.run("cat /etc/passwd", check=True)
 

@@ -177,3 +177,19 @@ def test_mapping_a_whole_csv_file_end_to_end() -> None:
         (3, "", []),
     ]
     assert [str(e) for e in rows[1].errors] == ["row 3: has neither an email address nor a mobile number"]
+
+
+def test_list_and_groups_come_from_the_job_unless_the_row_has_its_own() -> None:
+    mapping = ColumnMapping.from_header(
+        ["email", "lista", "gruppi"], FIELDS, default_list="Newsletter", default_groups=["Clienti"]
+    )
+    own = mapping.apply(Record(2, {"email": "a@example.it", "lista": "Promo", "gruppi": "VIP"}))
+    blank = mapping.apply(Record(3, {"email": "b@example.it", "lista": "", "gruppi": " "}))
+    assert (own.list_ref, own.groups) == ("Promo", ["VIP"])
+    assert (blank.list_ref, blank.groups) == ("Newsletter", ["Clienti"])
+
+    without_columns = ColumnMapping.from_header(
+        ["email"], FIELDS, default_list="7", default_groups=["1", "2"]
+    )
+    row = without_columns.apply(Record(2, {"email": "c@example.it"}))
+    assert (row.list_ref, row.groups) == ("7", ["1", "2"])

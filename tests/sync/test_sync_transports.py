@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import PASSWORD, USER, ServerInfo, SftpInfo, TlsFiles
+from sync_servers import PASSWORD, USER, ServerInfo, SftpInfo, TlsFiles
 
 from missiva.sync.errors import HostileInput, TransportError, UnsafeName
 from missiva.sync.transports import AfterImport, Disposal, Transport, TransportConfig, dispose, open_transport

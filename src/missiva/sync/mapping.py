@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -117,6 +117,8 @@ class ColumnMapping:
 
     columns: dict[str, ColumnTarget]
     warnings: list[str] = field(default_factory=list)
+    default_list: str | None = None
+    default_groups: tuple[str, ...] = ()
 
     @classmethod
     def from_header(
@@ -124,6 +126,9 @@ class ColumnMapping:
         header: list[str],
         fields: Mapping[int, str],
         explicit: Mapping[str, str | int] | None = None,
+        *,
+        default_list: str | None = None,
+        default_groups: Sequence[str] = (),
     ) -> ColumnMapping:
         """Map each header column for an account whose personal fields are `fields` (number -> name).
 
@@ -131,6 +136,8 @@ class ColumnMapping:
         "mobile_full", "list", "groups", "ignore", a field number, "campoN" or a field name.
         Raises `MappingError` for an explicit entry that names no column or no target, for two
         columns feeding one target, and when no column carries an email or a mobile number.
+        `default_list` and `default_groups` come from the sync job; a row's own non-empty list or
+        groups cell wins over them.
         """
         by_name = _field_index(fields)
         explicit_by_column = _explicit_targets(header, fields, by_name, explicit or {})
@@ -148,13 +155,18 @@ class ColumnMapping:
         _check_unique(columns)
         if not any(t.kind in _IDENTITY for t in columns.values()):
             raise MappingError("no column holds an email address or a mobile number")
-        return cls(columns=columns, warnings=warnings)
+        return cls(
+            columns=columns,
+            warnings=warnings,
+            default_list=default_list,
+            default_groups=tuple(default_groups),
+        )
 
     def apply(self, record: Record) -> MappedRow:
         """Translate one record; missing identity and the reader's row errors go into `errors`."""
         email = prefix = number = full = ""
-        list_ref: str | None = None
-        groups: list[str] = []
+        list_ref = self.default_list
+        groups = list(self.default_groups)
         values: dict[int, str] = {}
         cleared: set[int] = set()
         for column, target in self.columns.items():
@@ -177,9 +189,9 @@ class ColumnMapping:
                 case Target.MOBILE_FULL:
                     full = value
                 case Target.LIST:
-                    list_ref = value or None
+                    list_ref = value or list_ref
                 case Target.GROUPS:
-                    groups = _split_groups(value)
+                    groups = _split_groups(value) or groups
         mobile = prefix + number if number else full
         errors = list(record.errors)
         if not email and not mobile:
