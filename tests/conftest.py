@@ -25,6 +25,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from missiva import migrate, runtime
+from missiva.cache import clear_all
 from missiva.config import Settings
 from missiva.db import Base, get_database
 from missiva.testing.postgres import PostgresServer
@@ -95,11 +96,7 @@ def settings(
     runtime.configure(current)
     yield current
     _empty(url)
-    from missiva.audience.lists import clear_caches
-    from missiva.tenancy.service import clear_key_cache
-
-    clear_caches()
-    clear_key_cache()
+    clear_all()
 
 
 @pytest.fixture

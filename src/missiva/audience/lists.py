@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import unicodedata
 from typing import Any
 
@@ -12,6 +11,7 @@ from sqlalchemy.orm import Session
 from missiva.audience.enums import DEFAULT_FIELDS, Language, OptIn
 from missiva.audience.identity import normalise_email
 from missiva.audience.models import Field, Group, MailingList
+from missiva.cache import TTLCache
 from missiva.errors import Conflict, InvalidInput, NotFound
 
 MAX_FIELDS = 40
@@ -73,7 +73,10 @@ def get_list(session: Session, account_id: int, list_id: int) -> MailingList:
 
 def find_list_owner(session: Session, list_id: int) -> int | None:
     """The account owning list `list_id` (MailUp calls name a list before any account)."""
-    return session.scalar(select(MailingList.account_id).where(MailingList.id == list_id))
+    return _owner_cache.get_or_load(
+        (str(session.get_bind().url), list_id),
+        lambda: session.scalar(select(MailingList.account_id).where(MailingList.id == list_id)),
+    )
 
 
 def list_lists(session: Session, account_id: int) -> list[MailingList]:
@@ -85,6 +88,7 @@ def list_lists(session: Session, account_id: int) -> list[MailingList]:
 def delete_list(session: Session, account_id: int, list_id: int) -> None:
     """Delete a list with its groups and subscriptions (recipients stay in the account)."""
     session.delete(get_list(session, account_id, list_id))
+    _owner_cache.clear()
 
 
 def create_group(session: Session, account_id: int, list_id: int, name: str, notes: str = "") -> Group:
@@ -164,7 +168,7 @@ def set_field(session: Session, account_id: int, number: int, name: str) -> Fiel
     else:
         field.name = name
     session.flush()
-    clear_caches()
+    _fields_cache.clear()
     return field
 
 
@@ -174,27 +178,21 @@ def fold_name(name: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c) and not c.isspace())
 
 
-# Field definitions change rarely and are read on every subscribe; other processes see a rename
-# within FIELD_CACHE_SECONDS, this process at once.
-FIELD_CACHE_SECONDS = 5.0
-_field_cache: dict[tuple[str, int], tuple[float, dict[str, int]]] = {}
+# Field definitions are read on every subscribe and change rarely: other processes see a rename within
+# 5 seconds, this process at once. A list's owner never changes.
+_fields_cache: TTLCache[dict[str, int]] = TTLCache(ttl=5.0)
+_owner_cache: TTLCache[int | None] = TTLCache(ttl=3600.0)
 
 
 def field_resolver(session: Session, account_id: int) -> dict[str, int]:
     """Map every accepted spelling of each field (number, campoN, name) to its number."""
-    key = (str(session.get_bind().url), account_id)
-    cached = _field_cache.get(key)
-    if cached is not None and cached[0] > time.monotonic():
-        return cached[1]
-    lookup: dict[str, int] = {}
-    for field in list_fields(session, account_id):
-        lookup[str(field.number)] = field.number
-        lookup[f"campo{field.number}"] = field.number
-        lookup[fold_name(field.name)] = field.number
-    _field_cache[key] = (time.monotonic() + FIELD_CACHE_SECONDS, lookup)
-    return lookup
 
+    def load() -> dict[str, int]:
+        lookup: dict[str, int] = {}
+        for field in list_fields(session, account_id):
+            lookup[str(field.number)] = field.number
+            lookup[f"campo{field.number}"] = field.number
+            lookup[fold_name(field.name)] = field.number
+        return lookup
 
-def clear_caches() -> None:
-    """Forget cached field definitions (tests that reuse account ids, administrative changes)."""
-    _field_cache.clear()
+    return _fields_cache.get_or_load((str(session.get_bind().url), account_id), load)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import time
 from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from missiva.cache import TTLCache
 from missiva.db import utcnow
 from missiva.errors import Conflict, InvalidInput, NotFound
 from missiva.tenancy.models import Account, AllowedIp, ApiKey, User
@@ -64,6 +64,7 @@ def create_account(
     account = Account(name=name, host=host, default_country=country)
     session.add(account)
     session.flush()
+    _host_cache.clear()
     password = new_password()
     username = f"a{account.id}"
     session.add(User(account_id=account.id, username=username, password_hash=hash_password(password)))
@@ -88,7 +89,12 @@ def get_account(session: Session, account_id: int) -> Account:
 
 def account_by_host(session: Session, host: str) -> Account | None:
     """The account whose console host is `host` (port ignored), if any."""
-    return session.scalar(select(Account).where(Account.host == normalise_host(host)))
+    name = normalise_host(host)
+    account_id = _host_cache.get_or_load(
+        (str(session.get_bind().url), name),
+        lambda: session.scalar(select(Account.id).where(Account.host == name)),
+    )
+    return session.get(Account, account_id) if account_id is not None else None
 
 
 def list_accounts(session: Session) -> list[Account]:
@@ -114,10 +120,11 @@ class KeyInfo:
     account_id: int
 
 
-# Checking a key costs a query on every request; a verified key is remembered briefly. A revocation
-# applies at once in this process and within KEY_CACHE_SECONDS in the others.
-KEY_CACHE_SECONDS = 10.0
-_key_cache: dict[str, tuple[float, KeyInfo]] = {}
+# Checking a key, an allowlist or a host costs a query on every request; answers are remembered
+# briefly. A change applies at once in the process that made it and within 10 seconds in the others.
+_key_cache: TTLCache[KeyInfo | None] = TTLCache(ttl=10.0)
+_networks_cache: TTLCache[list[ipaddress.IPv4Network | ipaddress.IPv6Network]] = TTLCache(ttl=10.0)
+_host_cache: TTLCache[int | None] = TTLCache(ttl=10.0)
 
 
 def authenticate_api_key(session: Session, key: str) -> KeyInfo | None:
@@ -127,25 +134,24 @@ def authenticate_api_key(session: Session, key: str) -> KeyInfo | None:
         return None
     prefix, secret = parts
     digest = hash_key_secret(secret)
-    cache_key = f"{session.get_bind().url}|{prefix}|{digest}"
-    cached = _key_cache.get(cache_key)
-    if cached is not None and cached[0] > time.monotonic():
-        return cached[1]
-    row = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
-    if row is None or row.revoked_at is not None:
-        hmac.compare_digest(digest, "0" * 64)  # same work either way
-        return None
-    if not hmac.compare_digest(digest, row.secret_hash):
-        return None
-    info = KeyInfo(id=row.id, account_id=row.account_id)
-    if len(_key_cache) > 10_000:
-        _key_cache.clear()
-    _key_cache[cache_key] = (time.monotonic() + KEY_CACHE_SECONDS, info)
+
+    def load() -> KeyInfo | None:
+        row = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+        if row is None or row.revoked_at is not None:
+            hmac.compare_digest(digest, "0" * 64)  # same work either way
+            return None
+        if not hmac.compare_digest(digest, row.secret_hash):
+            return None
+        return KeyInfo(id=row.id, account_id=row.account_id)
+
+    info = _key_cache.get_or_load((str(session.get_bind().url), prefix, digest), load)
+    if info is None:
+        _key_cache.clear()  # never let a failed guess occupy the cache
     return info
 
 
 def clear_key_cache() -> None:
-    """Forget verified keys (after a revocation, in tests)."""
+    """Forget verified keys (after a revocation)."""
     _key_cache.clear()
 
 
@@ -193,6 +199,7 @@ def add_allowed_ip(session: Session, account_id: int, network: str, *, note: str
     row = AllowedIp(account_id=account_id, network=canonical, note=note)
     session.add(row)
     session.flush()
+    _networks_cache.clear()
     return row
 
 
@@ -209,6 +216,7 @@ def remove_allowed_ip(session: Session, account_id: int, entry_id: int) -> None:
     if row is None or row.account_id != account_id:
         raise NotFound(f"allowed IP entry {entry_id} does not exist", field="id")
     session.delete(row)
+    _networks_cache.clear()
 
 
 def ip_allowed(session: Session, account_id: int, address: str) -> bool:
@@ -219,7 +227,11 @@ def ip_allowed(session: Session, account_id: int, address: str) -> bool:
         return False
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    for network in session.scalars(select(AllowedIp.network).where(AllowedIp.account_id == account_id)):
-        if ip in ipaddress.ip_network(network):
-            return True
-    return False
+    networks = _networks_cache.get_or_load(
+        (str(session.get_bind().url), account_id),
+        lambda: [
+            ipaddress.ip_network(n)
+            for n in session.scalars(select(AllowedIp.network).where(AllowedIp.account_id == account_id))
+        ],
+    )
+    return any(ip in network for network in networks)
