@@ -77,11 +77,21 @@ def wrk(url: str, script: str | None, duration: int, connections: int) -> dict[s
     return {"rps": rps, "p50": pct("50"), "p99": pct("99"), "errors": int(non2xx.group(1)) if non2xx else 0}
 
 
-def start_server(database_url: str, data_dir: Path, port: int) -> subprocess.Popen[str]:
+def start_server(database_url: str, data_dir: Path, port: int, workers: int) -> subprocess.Popen[str]:
     env = {**os.environ, "MISSIVA_DATABASE_URL": database_url, "MISSIVA_DATA_DIR": str(data_dir)}
     env.pop("MISSIVA_HUEY_IMMEDIATE", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "missiva", "serve", "--port", str(port), "--workers", "2", "--no-worker"],
+        [
+            sys.executable,
+            "-m",
+            "missiva",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--no-worker",
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -124,7 +134,9 @@ def bench_backend(name: str, database_url: str, args: argparse.Namespace) -> dic
     data_dir = Path(tempfile.mkdtemp(prefix=f"missiva-bench-{name}-"))
     port = free_port()
     key, list_id = setup_account(database_url, data_dir)
-    proc = start_server(database_url, data_dir, port)
+    # SQLite has one writer: one process (its recommended setup); PostgreSQL: one process per core.
+    workers = 1 if name == "sqlite" else 2
+    proc = start_server(database_url, data_dir, port, workers)
     base = f"http://127.0.0.1:{port}"
     results: dict[str, list[dict[str, float]]] = {"healthz": [], "xmlSubscribe": [], "native": []}
     try:

@@ -80,9 +80,35 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
 
+        # SQLite has one writer at a time. Threads of this process queue on a lock and start the moment
+        # it is free, instead of polling in SQLite's busy handler, whose growing sleeps make the tail.
+        # A plain Lock, because a transaction may end in another thread than it began (async routes);
+        # a flag on the connection makes each begin release exactly once.
+        writer = threading.Lock()
+
+        def _release(info: dict[str, Any]) -> None:
+            if info.pop("missiva_writer", False):
+                writer.release()
+
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            if not writer.acquire(timeout=30):
+                raise TimeoutError("database is locked by another transaction for 30 s")
+            conn.info["missiva_writer"] = True
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            except BaseException:
+                _release(conn.info)
+                raise
+
+        @event.listens_for(engine, "commit")
+        @event.listens_for(engine, "rollback")
+        def _sqlite_end(conn: Any) -> None:
+            _release(conn.info)
+
+        @event.listens_for(engine, "checkin")
+        def _sqlite_checkin(_dbapi_conn: Any, record: Any) -> None:
+            _release(record.info)  # a transaction that ended without an event still frees the lock
 
         return engine
     # No pre-ping: it costs a round trip per request; a dropped connection fails one call and is replaced.
