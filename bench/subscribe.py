@@ -1,7 +1,8 @@
 """Benchmark: real-time subscribes per second over HTTP, on SQLite and PostgreSQL.
 
-Starts `missiva serve` (2 HTTP worker processes) and drives it with wrk from Debian: the MailUp
-`xmlSubscribe` call and the native `POST /api/v1/lists/{id}/subscribe`, every request a new address.
+Starts `missiva serve` (1 HTTP process on SQLite, 2 on PostgreSQL) and drives it with wrk from
+Debian: the MailUp `xmlSubscribe` call and the native `POST /api/v1/lists/{id}/subscribe`, every
+request a new address.
 The ceiling is the same server's trivial route (`/healthz`, one `SELECT 1`) measured in the same run.
 
     python bench/subscribe.py [--backend sqlite|postgresql|both] [--duration 10] [--runs 3]
@@ -179,8 +180,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args()
     print(
-        f"wrk -t2 -c{args.connections} -d{args.duration}s, median of {args.runs} runs, 2 uvicorn workers, "
-        f"{os.cpu_count()} cores"
+        f"wrk -t2 -c{args.connections} -d{args.duration}s, median of {args.runs} runs, "
+        f"uvicorn workers: 1 on SQLite, 2 on PostgreSQL; {os.cpu_count()} cores"
     )
     headline: dict[str, dict[str, float]] | None = None
     if args.backend in ("sqlite", "both"):
