@@ -79,7 +79,12 @@ def wrk(url: str, script: str | None, duration: int, connections: int) -> dict[s
 
 
 def start_server(database_url: str, data_dir: Path, port: int, workers: int) -> subprocess.Popen[str]:
-    env = {**os.environ, "MISSIVA_DATABASE_URL": database_url, "MISSIVA_DATA_DIR": str(data_dir)}
+    env = {
+        **os.environ,
+        "MISSIVA_DATABASE_URL": database_url,
+        "MISSIVA_DATA_DIR": str(data_dir),
+        "MISSIVA_INBOUND_PORT": "off",
+    }
     env.pop("MISSIVA_HUEY_IMMEDIATE", None)
     proc = subprocess.Popen(
         [

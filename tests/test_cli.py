@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import smtplib
 import socket
 import subprocess
 import sys
@@ -56,8 +57,8 @@ def _free_port() -> int:
 
 
 def test_serve_bootstraps_a_demo_account_and_answers(env):
-    port = _free_port()
-    env = {**env, "MISSIVA_HUEY_IMMEDIATE": "0"}
+    port, smtp_port = _free_port(), _free_port()
+    env = {**env, "MISSIVA_HUEY_IMMEDIATE": "0", "MISSIVA_INBOUND_PORT": str(smtp_port)}
     proc = subprocess.Popen(
         [*MISSIVA, "serve", "--bootstrap", "--port", str(port)],
         env=env,
@@ -90,6 +91,11 @@ def test_serve_bootstraps_a_demo_account_and_answers(env):
             time.sleep(0.1)
         [mail] = list(outbox.iterdir())
         assert f"{base}/c/" in mail.read_text()
+        # The inbound SMTP receiver runs in the same process.
+        with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as smtp:
+            assert smtp.ehlo()[0] == 250
+            assert smtp.mail("a@example.com")[0] == 250
+            assert smtp.rcpt("nobody@example.com")[0] == 550
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=20)

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -27,11 +28,13 @@ apikey_app = typer.Typer(help="API keys.", no_args_is_help=True)
 lists_app = typer.Typer(help="Lists of an account.", invoke_without_command=True)
 recipients_app = typer.Typer(help="Recipients of an account.", no_args_is_help=True)
 ips_app = typer.Typer(help="Caller-IP allowlist for the MailUp frontend calls.", no_args_is_help=True)
+inbound_app = typer.Typer(help="Inbound mail: bounces, complaints, unsubscribe mails.", no_args_is_help=True)
 app.add_typer(account_app, name="account")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(lists_app, name="lists")
 app.add_typer(recipients_app, name="recipients")
 app.add_typer(ips_app, name="allowed-ips")
+app.add_typer(inbound_app, name="inbound")
 console = Console()
 
 JsonOpt = typer.Option(False, "--json", help="print the result as one JSON object")
@@ -106,6 +109,13 @@ def serve(
 
         base = f"http://{host}:{port}" if host not in ("0.0.0.0", "::") else settings.base_url  # noqa: S104
         _print_demo(ensure_demo(settings), base)
+    receiver = None
+    if settings.inbound_port:
+        from missiva.inbound.receiver import Receiver
+
+        receiver = Receiver(settings)
+        ihost, iport = receiver.start()
+        console.print(f"  inbound SMTP : {ihost}:{iport} (mail for @{settings.bounce_domain})")
     consumer = None
     if worker and not settings.huey_immediate:
         from missiva.jobs import huey
@@ -129,6 +139,8 @@ def serve(
     finally:
         if consumer is not None:
             consumer.stop(graceful=True)
+        if receiver is not None:
+            receiver.stop()
 
 
 def _print_demo(demo: dict[str, Any], base: str) -> None:
@@ -356,6 +368,53 @@ def ips_remove(entry_id: int, account: int = AccountOpt) -> None:
         except DomainError as exc:
             _fail(exc.message)
     console.print(f"removed entry {entry_id}")
+
+
+# -- inbound -------------------------------------------------------------------------------------
+
+
+@inbound_app.command("classify")
+def inbound_classify(files: list[Path] = typer.Argument(..., help="raw messages (.eml)")) -> None:
+    """Classify messages: one JSON object per file and line (file, kind, status, recipient, ...)."""
+    from missiva.inbound.classify import classify
+
+    secret = _settings().secret_key.encode()
+    for path in files:
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            _emit(
+                {"file": str(path), "kind": "unknown", "status": None, "recipient": None, "error": str(exc)}
+            )
+            continue
+        _emit({"file": str(path), **classify(raw, verp_secret=secret).to_dict()})
+
+
+@inbound_app.command("serve")
+def inbound_serve(
+    host: str = typer.Option(None, help="address (default MISSIVA_INBOUND_HOST)"),
+    port: int = typer.Option(None, help="port (default MISSIVA_INBOUND_PORT)"),
+) -> None:
+    """Run only the inbound SMTP receiver (bounces, complaints, unsubscribe mails)."""
+    import signal
+    import threading
+
+    from missiva.inbound.receiver import Receiver
+
+    settings = _settings()
+    if host:
+        settings = dataclasses.replace(settings, inbound_host=host)
+    receiver = Receiver(settings, port=port)
+    ihost, iport = receiver.start()
+    console.print(f"inbound SMTP listening on {ihost}:{iport} for @{settings.bounce_domain}")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        receiver.stop()
 
 
 def main() -> None:

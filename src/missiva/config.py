@@ -33,6 +33,10 @@ class Settings:
     huey_immediate: bool = False
     trusted_proxies: tuple[str, ...] = field(default_factory=tuple)
     max_field_length: int = 1000
+    bounce_domain: str = "bounces.localhost"
+    inbound_host: str = "127.0.0.1"
+    inbound_port: int | None = 2525
+    inbound_max_bytes: int = 25 * 1024 * 1024
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -53,7 +57,20 @@ class Settings:
                 p.strip() for p in (env.get("MISSIVA_TRUSTED_PROXIES") or "").split(",") if p.strip()
             ),
             max_field_length=int(env.get("MISSIVA_MAX_FIELD_LENGTH") or 1000),
+            bounce_domain=(env.get("MISSIVA_BOUNCE_DOMAIN") or "bounces.localhost").lower(),
+            inbound_host=env.get("MISSIVA_INBOUND_HOST") or "127.0.0.1",
+            inbound_port=_port(env.get("MISSIVA_INBOUND_PORT"), 2525),
+            inbound_max_bytes=int(env.get("MISSIVA_INBOUND_MAX_BYTES") or 25 * 1024 * 1024),
         )
+
+
+def _port(value: str | None, default: int) -> int | None:
+    """A port number; `0`/`off` disables the listener."""
+    if value is None or value == "":
+        return default
+    if value.strip().lower() in ("0", "off", "no", "false"):
+        return None
+    return int(value)
 
 
 def _secret_from_file(data_dir: Path) -> str:
