@@ -52,7 +52,10 @@ _MERGE_SYNTAX = re.compile(r"(<!--.*?-->)|\[[^\[\]\r\n<>]{1,64}\]", re.DOTALL)
 _JINJA_SYNTAX = re.compile(r"(<!--.*?-->)|\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
 _MARKDOWN_LINK = re.compile(r"\[([^\[\]\n]*)\]\(([^()\s]+)\)")
 _BODY_OPEN = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
-_PREHEADER_STYLE = "display:none;font-size:1px;line-height:1px;max-height:0;max-width:0;opacity:0;overflow:hidden;mso-hide:all"
+_PREHEADER_STYLE = (
+    "display:none;font-size:1px;line-height:1px;max-height:0;max-width:0;"
+    "opacity:0;overflow:hidden;mso-hide:all"
+)
 
 
 class _Placeholders:

@@ -314,19 +314,20 @@ class SmtpConnection:
                 return no_reply(SendStatus.FAILED, f"relay {self.relay.name} does not support SMTPUTF8")
             params = b" SMTPUTF8"
         self.last_used = time.monotonic()
-        commands = (b"MAIL FROM:<", sender, b">", params, b"\r\nRCPT TO:<", rcpt, b">\r\n")
+        mail_command = b"MAIL FROM:<" + sender + b">" + params + b"\r\n"
+        rcpt_command = b"RCPT TO:<" + rcpt + b">\r\n"
         try:
             if "PIPELINING" in self.extensions:
-                self._write(b"".join((*commands, b"DATA\r\n")))
+                self._write(mail_command + rcpt_command + b"DATA\r\n")
                 mail = await self._reply(self.timeout)
                 accepted = await self._reply(self.timeout)
                 start = await self._reply(self.timeout)
             else:
-                self._write(b"".join(commands[:4]) + b"\r\n")
+                self._write(mail_command)
                 mail = await self._reply(self.timeout)
                 accepted = start = None
                 if mail.code == 250:
-                    self._write(b"".join(commands[4:]))
+                    self._write(rcpt_command)
                     accepted = await self._reply(self.timeout)
                     if accepted.code in (250, 251):
                         self._write(b"DATA\r\n")
