@@ -14,12 +14,13 @@ import re
 import ssl
 import time
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, cast
 
 from missiva.delivery.smtp.relay import Relay, TlsMode
 from missiva.delivery.smtp.result import SendResult, SendStatus, classify, no_reply
+from missiva.delivery.smtp.transport import SendJob
 
 _MAX_LINE = 8192
 _WATCH_INTERVAL = 0.25
@@ -297,13 +298,8 @@ class SmtpConnection:
     def _reply(self, timeout: float) -> Coroutine[Any, Any, Reply]:
         return self._protocol.reply(timeout)
 
-    async def send(self, envelope_from: str, recipient: str, data: bytes) -> SendResult:
-        """Send one message to one recipient.
-
-        Returns the classified result. Raises `SessionLost` if the session ended before the message was
-        committed (safe to send elsewhere); after DATA content was written a lost session is returned as
-        ``uncertain`` instead, because the relay may have queued it.
-        """
+    def _envelope(self, envelope_from: str, recipient: str) -> tuple[bytes, bytes] | SendResult:
+        """The MAIL FROM and RCPT TO commands, or a failed result when an address cannot be sent."""
         sender, rcpt = _check_address(envelope_from), _check_address(recipient)
         if sender is None or rcpt is None or not recipient:
             bad = envelope_from if sender is None else recipient
@@ -313,30 +309,16 @@ class SmtpConnection:
             if "SMTPUTF8" not in self.extensions:
                 return no_reply(SendStatus.FAILED, f"relay {self.relay.name} does not support SMTPUTF8")
             params = b" SMTPUTF8"
-        self.last_used = time.monotonic()
-        mail_command = b"MAIL FROM:<" + sender + b">" + params + b"\r\n"
-        rcpt_command = b"RCPT TO:<" + rcpt + b">\r\n"
-        try:
-            if "PIPELINING" in self.extensions:
-                self._write(mail_command + rcpt_command + b"DATA\r\n")
-                mail = await self._reply(self.timeout)
-                accepted = await self._reply(self.timeout)
-                start = await self._reply(self.timeout)
-            else:
-                self._write(mail_command)
-                mail = await self._reply(self.timeout)
-                accepted = start = None
-                if mail.code == 250:
-                    self._write(rcpt_command)
-                    accepted = await self._reply(self.timeout)
-                    if accepted.code in (250, 251):
-                        self._write(b"DATA\r\n")
-                        start = await self._reply(self.timeout)
-        except SessionLost as exc:
-            raise SessionLost(f"relay {self.relay.name}: {exc}") from None
+        return b"MAIL FROM:<" + sender + b">" + params + b"\r\n", b"RCPT TO:<" + rcpt + b">\r\n"
+
+    async def _refused(self, mail: Reply, accepted: Reply | None, start: Reply | None) -> SendResult | None:
+        """None when the server is ready for the content; otherwise the result, session reset.
+
+        Raises `SessionLost` on 421: the server is closing, the message can go on another session.
+        """
         for reply in (mail, accepted, start):
             if reply is not None and reply.code == 421:
-                self.abort()  # the server is closing the session: the message can go on another one
+                self.abort()
                 raise SessionLost(f"relay {self.relay.name}: {reply.code} {reply.text}")
         if mail.code != 250:
             await self._recover(start)
@@ -349,19 +331,141 @@ class SmtpConnection:
         if start.code != 354:
             await self._recover(None)
             return classify(start.code, start.text, recipient_stage=False)
-        payload = _dot_stuff(data)
+        return None
+
+    async def _pipelined_replies(self) -> tuple[Reply, Reply, Reply]:
         try:
-            self._write(payload)
+            return (
+                await self._reply(self.timeout),
+                await self._reply(self.timeout),
+                await self._reply(self.timeout),
+            )
+        except SessionLost as exc:
+            raise SessionLost(f"relay {self.relay.name}: {exc}") from None
+
+    def _final(self, reply: Reply) -> SendResult:
+        self.messages += 1
+        self.last_used = time.monotonic()
+        if reply.code == 421:
+            self.abort()
+        return classify(reply.code, reply.text)
+
+    def _uncertain(self, exc: Exception) -> SendResult:
+        self.abort()
+        return no_reply(SendStatus.UNCERTAIN, f"relay {self.relay.name}: no reply after DATA: {exc}")
+
+    async def send(self, envelope_from: str, recipient: str, data: bytes) -> SendResult:
+        """Send one message to one recipient.
+
+        Returns the classified result. Raises `SessionLost` if the session ended before the message was
+        committed (safe to send elsewhere); after DATA content was written a lost session is returned as
+        ``uncertain`` instead, because the relay may have queued it.
+        """
+        envelope = self._envelope(envelope_from, recipient)
+        if isinstance(envelope, SendResult):
+            return envelope
+        mail_command, rcpt_command = envelope
+        self.last_used = time.monotonic()
+        if "PIPELINING" in self.extensions:
+            self._write(mail_command + rcpt_command + b"DATA\r\n")
+            mail, accepted, start = await self._pipelined_replies()
+        else:
+            try:
+                self._write(mail_command)
+                mail = await self._reply(self.timeout)
+                accepted = start = None
+                if mail.code == 250:
+                    self._write(rcpt_command)
+                    accepted = await self._reply(self.timeout)
+                    if accepted.code in (250, 251):
+                        self._write(b"DATA\r\n")
+                        start = await self._reply(self.timeout)
+            except SessionLost as exc:
+                raise SessionLost(f"relay {self.relay.name}: {exc}") from None
+        refused = await self._refused(mail, accepted, start)
+        if refused is not None:
+            return refused
+        try:
+            self._write(_dot_stuff(data))
             await self._protocol.drain()
             final = await self._reply(self.data_timeout)
         except SessionLost as exc:
-            self.abort()
-            return no_reply(SendStatus.UNCERTAIN, f"relay {self.relay.name}: no reply after DATA: {exc}")
-        self.messages += 1
-        self.last_used = time.monotonic()
-        if final.code == 421:
-            self.abort()
-        return classify(final.code, final.text)
+            return self._uncertain(exc)
+        return self._final(final)
+
+    async def stream(
+        self, first: SendJob, take_next: Callable[[], SendJob | None]
+    ) -> AsyncIterator[tuple[SendJob, SendResult | None]]:
+        """Send ``first`` and then whatever ``take_next`` hands over, until it returns None.
+
+        Each message's content goes out in the same write as the next message's MAIL, RCPT and DATA
+        (RFC 2920 allows the content to lead a command group), so a message costs one round trip.
+        Yields ``(job, result)``; a None result means the job was not committed before the session
+        ended and may be sent on another session. Without PIPELINING this is `send` in a loop.
+        """
+        job: SendJob | None = first
+        if "PIPELINING" not in self.extensions:
+            while job is not None:
+                try:
+                    result = await self.send(job.envelope_from, job.recipient, job.data)
+                except SessionLost:
+                    yield job, None
+                    return
+                yield job, result
+                job = take_next() if self.usable else None
+            return
+        pending: SendJob | None = None  # content written with the next commands; final reply due
+        prefix = b""
+        while True:
+            envelope: tuple[bytes, bytes] | SendResult | None = None
+            while job is not None:
+                envelope = self._envelope(job.envelope_from, job.recipient)
+                if not isinstance(envelope, SendResult):
+                    break
+                yield job, envelope
+                job = take_next()
+            if job is None:
+                if pending is not None:
+                    try:
+                        self._write(prefix)
+                        await self._protocol.drain()
+                        final = await self._reply(self.data_timeout)
+                    except SessionLost as exc:
+                        yield pending, self._uncertain(exc)
+                        return
+                    yield pending, self._final(final)
+                return
+            assert isinstance(envelope, tuple)
+            self.last_used = time.monotonic()
+            try:
+                self._write(prefix + envelope[0] + envelope[1] + b"DATA\r\n")
+                await self._protocol.drain()
+            except SessionLost:
+                if pending is not None:
+                    yield pending, None  # nothing was written: its content never left
+                yield job, None
+                return
+            if pending is not None:
+                try:
+                    final = await self._reply(self.data_timeout)
+                except SessionLost as exc:
+                    yield pending, self._uncertain(exc)
+                    yield job, None
+                    return
+                yield pending, self._final(final)
+                pending = None
+            try:
+                refused = await self._refused(*await self._pipelined_replies())
+            except SessionLost:
+                yield job, None
+                return
+            if refused is not None:
+                yield job, refused
+                prefix = b""
+                job = take_next() if self.usable else None
+                continue
+            prefix = _dot_stuff(job.data)
+            pending, job = job, take_next()
 
     async def _recover(self, start: Reply | None) -> None:
         """Bring the session back to a clean state after a refused transaction."""
