@@ -1,9 +1,10 @@
-"""One SMTP client session, built for throughput: replies are parsed in ``data_received`` and each
-message's MAIL FROM, RCPT TO and DATA go out in a single write when the server offers PIPELINING
-(RFC 2920), so a message costs two round trips however slow the relay's link is.
+"""One SMTP client session, built for throughput.
 
-aiosmtplib sends one command per round trip; on loopback that alone caps a sender at a fifth of what
-the relay takes (docs/peers.md §5), so the hot path is this small protocol class instead.
+Replies are parsed in ``data_received`` (`ReplyProtocol`) and, where the server offers PIPELINING
+(RFC 2920), a message's MAIL FROM, RCPT TO and DATA go out in one write. `SmtpConnection.stream` goes
+further: each message's content leads the next message's command group, so a message costs a single
+round trip. aiosmtplib sends one command per round trip, which on loopback caps a sender at a fifth of
+what the relay takes (docs/peers.md §5); that is why the hot path is this small client instead.
 """
 
 from __future__ import annotations
@@ -13,148 +14,17 @@ import base64
 import re
 import ssl
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any, cast
 
+from missiva.delivery.smtp.errors import SessionLost, SmtpConnectError
 from missiva.delivery.smtp.relay import Relay, TlsMode
+from missiva.delivery.smtp.replies import Reply, ReplyProtocol
 from missiva.delivery.smtp.result import SendResult, SendStatus, classify, no_reply
 from missiva.delivery.smtp.transport import SendJob
 
-_MAX_LINE = 8192
-_WATCH_INTERVAL = 0.25
 _BARE_LF = re.compile(rb"(?<!\r)\n|\r(?!\n)")
 _ADDRESS = re.compile(r"[^\s<>\x00-\x1f\x7f]{1,320}\Z")
-
-
-class SmtpError(Exception):
-    """Base class of SMTP client errors."""
-
-
-class SmtpConnectError(SmtpError):
-    """No usable session with a relay: refused, timed out, TLS or login failed, or greeting refused."""
-
-
-class SessionLost(SmtpError):
-    """The session ended before the message was committed: nothing was delivered, it can go elsewhere."""
-
-
-class ReplyTimeout(SessionLost):
-    """The relay did not answer in time; the session is dropped."""
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """A complete (possibly multi-line) SMTP reply."""
-
-    code: int
-    lines: tuple[str, ...]
-
-    @property
-    def text(self) -> str:
-        return " ".join(self.lines)
-
-
-class _ReplyProtocol(asyncio.Protocol):
-    """Splits the byte stream into replies and hands them to whoever waits, in order."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self._buffer = b""
-        self._lines: list[str] = []
-        self._replies: deque[Reply] = deque()
-        self._waiter: asyncio.Future[None] | None = None
-        self.lost: Exception | None = None
-        self._drain: asyncio.Future[None] | None = None
-        self._paused = False
-        self._deadline = 0.0
-        self._loop = asyncio.get_running_loop()
-        self._watchdog: asyncio.TimerHandle | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports do not subclass asyncio.Transport, hence a cast and not a check.
-        self.transport = cast(asyncio.Transport, transport)
-        self._watchdog = self._loop.call_later(_WATCH_INTERVAL, self._watch)
-
-    def _watch(self) -> None:
-        # One timer per session instead of one per reply: a per-reply asyncio.timeout() costs a
-        # timer-heap push and pop per command, a sixth of the CPU of a pipelined send.
-        if self.lost is not None:
-            return
-        if self._waiter is not None and self._loop.time() > self._deadline:
-            self._fail(ReplyTimeout("no reply in time"))
-            return
-        self._watchdog = self._loop.call_later(_WATCH_INTERVAL, self._watch)
-
-    def data_received(self, data: bytes) -> None:
-        buffer = self._buffer + data if self._buffer else data
-        start = 0
-        while True:
-            end = buffer.find(b"\n", start)
-            if end < 0:
-                break
-            line = buffer[start:end]
-            start = end + 1
-            if len(line) < 3 or not line[:3].isdigit():
-                self._fail(SessionLost(f"malformed reply line {line[:80]!r}"))
-                return
-            self._lines.append(line[4:].rstrip(b"\r").decode("utf-8", "replace"))
-            if line[3:4] != b"-":
-                self._replies.append(Reply(int(line[:3]), tuple(self._lines)))
-                self._lines = []
-        self._buffer = buffer[start:]
-        if len(self._buffer) > _MAX_LINE:
-            self._fail(SessionLost("reply line too long"))
-            return
-        if self._replies:
-            self._wake()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-        if self.lost is None:
-            self.lost = SessionLost(f"connection lost: {exc}" if exc else "connection closed by the server")
-        self._wake()
-        if self._drain is not None and not self._drain.done():
-            self._drain.set_result(None)
-
-    def pause_writing(self) -> None:
-        self._paused = True
-
-    def resume_writing(self) -> None:
-        self._paused = False
-        if self._drain is not None and not self._drain.done():
-            self._drain.set_result(None)
-
-    def _fail(self, exc: Exception) -> None:
-        self.lost = exc
-        if self.transport is not None:
-            self.transport.abort()
-        self._wake()
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    async def reply(self, timeout: float) -> Reply:
-        """The next reply; raises `SessionLost` when the connection is gone (or silent) first."""
-        while not self._replies:
-            if self.lost is not None:
-                raise self.lost
-            self._deadline = self._loop.time() + timeout
-            self._waiter = self._loop.create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        return self._replies.popleft()
-
-    async def drain(self) -> None:
-        """Wait while the transport's write buffer is above its high-water mark."""
-        if self._paused and self.lost is None:
-            self._drain = self._loop.create_future()
-            await self._drain
 
 
 def _dot_stuff(data: bytes) -> bytes:
@@ -179,9 +49,7 @@ def _check_address(address: str) -> bytes | None:
 class SmtpConnection:
     """An open, greeted, optionally encrypted and authenticated session with one relay."""
 
-    def __init__(
-        self, relay: Relay, protocol: _ReplyProtocol, *, timeout: float, data_timeout: float
-    ) -> None:
+    def __init__(self, relay: Relay, protocol: ReplyProtocol, *, timeout: float, data_timeout: float) -> None:
         self.relay = relay
         self._protocol = protocol
         self.timeout = timeout
@@ -212,7 +80,7 @@ class SmtpConnection:
         try:
             async with asyncio.timeout(connect_timeout):
                 _, protocol = await loop.create_connection(
-                    _ReplyProtocol,
+                    ReplyProtocol,
                     relay.host,
                     relay.port,
                     ssl=context if implicit else None,

@@ -19,7 +19,8 @@ from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from types import TracebackType
 
-from missiva.delivery.smtp.connection import SessionLost, SmtpConnectError, SmtpConnection, SmtpError
+from missiva.delivery.smtp.connection import SmtpConnection
+from missiva.delivery.smtp.errors import SessionLost, SmtpConnectError, SmtpError
 from missiva.delivery.smtp.relay import Relay
 from missiva.delivery.smtp.result import SendResult, SendStatus, no_reply
 from missiva.delivery.smtp.transport import SendJob, iterate_jobs
