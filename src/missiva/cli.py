@@ -97,6 +97,7 @@ def serve(
     from missiva import migrate as migrations
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every connection at INFO
     settings = _settings()
     if not os.environ.get("MISSIVA_BASE_URL") and host not in ("0.0.0.0", "::"):  # noqa: S104
         # Links in mail (confirmation, unsubscribe) must point at where we actually listen.
