@@ -1,0 +1,47 @@
+"""Outgoing mail: a pipelining SMTP pool over weighted relays, or a Maildir outbox when none is set.
+
+Public API: `SmtpPool`, `Relay`, `MaildirOutbox`, `SendJob`, `SendResult`, `SendStatus`, `classify`,
+`retry_delay`, and `open_transport` to pick one from the configuration.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Sequence
+from pathlib import Path
+
+from missiva.delivery.smtp.connection import SessionLost, SmtpConnectError, SmtpConnection, SmtpError
+from missiva.delivery.smtp.maildir import MaildirOutbox
+from missiva.delivery.smtp.pool import NoRelayAvailable, SmtpPool
+from missiva.delivery.smtp.relay import Relay, RelayConfigError, TlsMode
+from missiva.delivery.smtp.result import SendResult, SendStatus, classify, retry_delay
+from missiva.delivery.smtp.transport import MailTransport, SendJob
+
+__all__ = [
+    "MailTransport",
+    "MaildirOutbox",
+    "NoRelayAvailable",
+    "Relay",
+    "RelayConfigError",
+    "SendJob",
+    "SendResult",
+    "SendStatus",
+    "SessionLost",
+    "SmtpConnectError",
+    "SmtpConnection",
+    "SmtpError",
+    "SmtpPool",
+    "TlsMode",
+    "classify",
+    "open_transport",
+    "retry_delay",
+]
+
+
+def open_transport(
+    relays: Sequence[Relay], outbox: str | Path, *, ssl_context: ssl.SSLContext | None = None
+) -> MailTransport:
+    """The SMTP pool when relays are configured, otherwise the Maildir outbox at ``outbox``."""
+    if relays:
+        return SmtpPool(relays, ssl_context=ssl_context)
+    return MaildirOutbox(outbox)
