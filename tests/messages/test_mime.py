@@ -12,10 +12,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from missiva.inbound import verp
 from missiva.messages.content import Attachment, MessageContent
 from missiva.messages.mime import DkimKey, MessageError, MessageSkeleton, Recipient, SendingDomain
 from missiva.messages.templating import FieldMap, TemplateError
-from missiva.inbound import verp
 
 FIELDS = FieldMap({"nome": 1})
 SECRET = b"verp-test-secret"
