@@ -20,9 +20,26 @@ from tests.smtp.conftest import ScriptedHandler, SmtpServer, free_port
 HARD = "550 5.1.1 <{}>: Recipient address rejected: User unknown"
 
 
+@dataclasses.dataclass
+class SinkHandler(ScriptedHandler):
+    """ScriptedHandler that can also answer 451 to an address for its first N attempts."""
+
+    transient: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    def reset(self) -> None:
+        super().reset()
+        self.transient.clear()
+
+    async def handle_RCPT(self, server, session, envelope, address, options):
+        if self.transient.get(address, 0) > 0:
+            self.transient[address] -= 1
+            return "451 4.7.1 Greylisted, try again later"
+        return await super().handle_RCPT(server, session, envelope, address, options)
+
+
 @pytest.fixture(scope="session")
 def _sink_server() -> Iterator[SmtpServer]:
-    handler = ScriptedHandler()
+    handler = SinkHandler()
     port = free_port()
     controller = Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()

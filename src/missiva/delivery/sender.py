@@ -183,13 +183,59 @@ class MailingSender:
         failures: list[ledger.Outcome] = []
         budget = ledger.DomainBudget(mailing.per_domain_per_minute) if mailing.per_domain_per_minute else None
         bounce_domain = self.config.bounce_domain
+        buffer: list[ledger.Outcome] = []
+        flushing: asyncio.Task[None] | None = None
+        lock = asyncio.Lock()
+        in_flight = 0
+
+        async def flush(wait: bool = False) -> None:
+            """Record buffered outcomes in a thread; at most one recording runs at a time."""
+            nonlocal buffer, flushing, failures
+            async with lock:
+                if flushing is not None:
+                    await flushing
+                    flushing = None
+                batch = buffer + failures
+                buffer, failures = [], []
+                if batch:
+                    flushing = asyncio.create_task(asyncio.to_thread(self._record, mailing, batch))
+                if wait and flushing is not None:
+                    await flushing
+                    flushing = None
+
+        def render(row: ledger.Claimed) -> SendJob | None:
+            values = {int(k): v for k, v in row.fields.items() if str(k).isdigit()}
+            token = unsubscribe_tokens.make(mailing.id, row.recipient_id or 0)
+            try:
+                rendered = skeleton.render(
+                    Recipient(
+                        id=row.recipient_id or 0,
+                        email=row.address,
+                        unsubscribe_url=f"{base}/u/{token}",
+                        unsubscribe_mailto=unsubscribe_tokens.mailto_address(token, bounce_domain),
+                        fields=values,
+                    )
+                )
+            except (MessageError, TemplateError) as exc:
+                failures.append(ledger.Outcome(row, no_reply(SendStatus.FAILED, str(exc)[:500])))
+                return None
+            return SendJob(
+                rendered.envelope_from, rendered.recipient, rendered.data, (row, rendered.message_id)
+            )
 
         async def jobs() -> AsyncIterator[SendJob]:
+            nonlocal in_flight
             while True:
                 claim = await asyncio.to_thread(self._claim, worker, budget)
                 if claim.status != MailingStatus.RUNNING:
                     return
                 if not claim.rows:
+                    if in_flight or buffer or failures:
+                        # Outcomes still to come or to record may make rows due again (4xx retries).
+                        await flush(wait=True)
+                        if in_flight:
+                            await asyncio.sleep(0.02)
+                        continue
                     wait = claim.wait_until
                     if wait is None:
                         wait = await asyncio.to_thread(self._next_due)
@@ -198,50 +244,22 @@ class MailingSender:
                     await asyncio.sleep(max(0.01, wait - time.time()))
                     continue
                 for row in claim.rows:
-                    values = {int(k): v for k, v in row.fields.items() if str(k).isdigit()}
-                    token = unsubscribe_tokens.make(mailing.id, row.recipient_id or 0)
-                    try:
-                        rendered = skeleton.render(
-                            Recipient(
-                                id=row.recipient_id or 0,
-                                email=row.address,
-                                unsubscribe_url=f"{base}/u/{token}",
-                                unsubscribe_mailto=unsubscribe_tokens.mailto_address(token, bounce_domain),
-                                fields=values,
-                            )
-                        )
-                    except (MessageError, TemplateError) as exc:
-                        failures.append(ledger.Outcome(row, no_reply(SendStatus.FAILED, str(exc)[:500])))
-                        continue
-                    yield SendJob(
-                        rendered.envelope_from, rendered.recipient, rendered.data, (row, rendered.message_id)
-                    )
+                    job = render(row)
+                    if job is not None:
+                        in_flight += 1
+                        yield job
 
-        buffer: list[ledger.Outcome] = []
-        flushing: asyncio.Task[None] | None = None
         chunk = self.config.chunk
-
-        async def flush() -> None:
-            nonlocal buffer, flushing, failures
-            if flushing is not None:
-                await flushing
-                flushing = None
-            batch = buffer + failures
-            buffer, failures = [], []
-            if batch:
-                flushing = asyncio.create_task(asyncio.to_thread(self._record, mailing, batch))
-
         result: SendResult
         async for job, result in transport.send_stream(jobs()):
+            in_flight -= 1
             row, message_ref = job.ref
             buffer.append(ledger.Outcome(row, result, message_ref))
             if result.status is SendStatus.SENT:
                 self.sent += 1
             if len(buffer) >= chunk:
                 await flush()
-        await flush()
-        if flushing is not None:
-            await flushing
+        await flush(wait=True)
 
 
 def run_mailing(db: Database, mailing_id: int, **kwargs: object) -> RunOutcome:
