@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from missiva.inbound import verp
 from missiva.messages.content import Attachment, MessageContent
 from missiva.messages.mime import DkimKey, MessageError, MessageSkeleton, Recipient, SendingDomain
-from missiva.messages.templating import FieldMap, TemplateError
+from missiva.messages.templating import FieldMap, TemplateError, TemplateSecurityError
 
 FIELDS = FieldMap({"nome": 1})
 SECRET = b"verp-test-secret"
@@ -225,3 +225,42 @@ def test_unusable_dkim_key_is_refused_when_compiling() -> None:
         skeleton(
             domain=SendingDomain("news.example.com", dkim=DkimKey("s1", b"not a key"), verp_secret=SECRET)
         )
+
+
+def test_jinja_message_renders_loops_in_both_parts() -> None:
+    compiled = MessageSkeleton(
+        MessageContent(
+            subject="{{ nome|default('Ciao', true) }}: {{ products|length }} novità",
+            html="<ul>{% for p in products %}<li>{{ p }} per {{ nome }}</li>{% endfor %}</ul>",
+            from_address="news@example.com",
+            mode="jinja",
+        ),
+        mailing_id=5,
+        domain=SendingDomain("example.com", verp_secret=SECRET),
+        fields=FIELDS,
+        shared={"products": ["Tè & biscotti", "Caffè"]},
+    )
+    message = parse(compiled.render(recipient(fields={1: "<Anna>"})).data)
+
+    assert str(message["Subject"]) == "<Anna>: 2 novità"
+    html = message.get_body(("html",)).get_content()
+    assert "<li>Tè &amp; biscotti per &lt;Anna&gt;</li><li>Caffè per &lt;Anna&gt;</li>" in html
+    text = message.get_body(("plain",)).get_content()
+    assert "Tè & biscotti per <Anna>" in text
+
+
+def test_jinja_message_reaching_for_internals_is_refused_when_rendering() -> None:
+    compiled = MessageSkeleton(
+        MessageContent(
+            subject="x",
+            html="<p>{{ email.__class__.__mro__ }}</p>",
+            text="ok",
+            from_address="news@example.com",
+            mode="jinja",
+        ),
+        mailing_id=5,
+        domain=SendingDomain("example.com", verp_secret=SECRET),
+    )
+
+    with pytest.raises(TemplateSecurityError, match="html, line 1: refused by the sandbox"):
+        compiled.render(recipient())

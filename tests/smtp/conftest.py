@@ -66,6 +66,7 @@ class ScriptedHandler:
     abort_on_data: bool = False
     stall_on_data: float = 0.0
     pipelining: bool = True
+    max_per_session: int = 0
 
     def reset(self) -> None:
         self.received.clear()
@@ -74,6 +75,7 @@ class ScriptedHandler:
         self.close_after_data = self.abort_on_data = False
         self.stall_on_data = 0.0
         self.pipelining = True
+        self.max_per_session = 0
 
     async def handle_EHLO(
         self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
@@ -83,6 +85,18 @@ class ScriptedHandler:
         if self.pipelining:
             return [responses[0], "250-PIPELINING", "250-ENHANCEDSTATUSCODES", *responses[1:]]
         return responses
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        done = getattr(session, "messages_done", 0)
+        if self.max_per_session and done >= self.max_per_session:
+            assert server.transport is not None
+            asyncio.get_running_loop().call_soon(server.transport.close)
+            return "421 4.3.2 Enough for this session, closing"
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 2.1.0 OK"
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -109,6 +123,7 @@ class ScriptedHandler:
                 tls=session.ssl is not None or server.transport.get_extra_info("ssl_object") is not None,
             )
         )
+        session.messages_done = getattr(session, "messages_done", 0) + 1  # type: ignore[attr-defined]
         if self.close_after_data:
             asyncio.get_running_loop().call_later(0.02, server.transport.close)
         return "250 2.0.0 queued"

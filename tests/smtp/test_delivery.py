@@ -180,6 +180,19 @@ def test_new_session_when_the_server_hangs_up_between_messages(smtp_server: Smtp
     assert len(smtp_server.handler.received) == 4
 
 
+def test_stream_moves_to_a_new_session_when_the_server_ends_one_without_duplicates(
+    smtp_server: SmtpServer,
+) -> None:
+    smtp_server.handler.max_per_session = 3
+
+    results = send_all(SmtpPool([Relay(smtp_server.url(), max_connections=1)]), [job(i) for i in range(10)])
+
+    assert {result.status for result in results.values()} == {SendStatus.SENT}
+    received = sorted(r.rcpt_tos[0] for r in smtp_server.handler.received)
+    assert received == sorted(f"user{i}@example.org" for i in range(10))
+    assert smtp_server.handler.sessions == 4
+
+
 def test_failover_to_the_second_relay_when_the_first_refuses_connections(smtp_server: SmtpServer) -> None:
     dead = Relay(f"smtp://127.0.0.1:{free_port()}", weight=100)
     alive = Relay(smtp_server.url(), weight=1)

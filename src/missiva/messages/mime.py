@@ -183,9 +183,10 @@ class _BodyPart:
             return self.static
         if self._merge is not None:
             chunks = self._chunks
+            encoded = [_quoted_printable_piece(value) for value in self._merge.unique_values(email, values)]
             out = [chunks[0]]
-            for index, value in enumerate(self._merge.slot_values(email, values), 1):
-                out.append(_quoted_printable_piece(value))
+            for index, unique in enumerate(self._merge.order, 1):
+                out.append(encoded[unique])
                 out.append(chunks[index])
             return b"".join(out)
         return self.encode(self.template.render(email, values))

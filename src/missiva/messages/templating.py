@@ -97,7 +97,7 @@ def _text(value: object) -> str:
 class MergeTemplate:
     """MailUp merge-tag template compiled to a format string and a list of slots."""
 
-    __slots__ = ("_chunks", "_format", "_html", "_slots", "part", "source")
+    __slots__ = ("_chunks", "_format", "_html", "_order", "_slots", "_unique", "part", "source")
 
     def __init__(
         self,
@@ -135,9 +135,15 @@ class MergeTemplate:
             position = match.end()
         chunks.append(source[position:])
         self._chunks = tuple(chunks)
-        escaped = [chunk.replace("{", "{{").replace("}", "}}") for chunk in chunks]
-        self._format = "{}".join(escaped)
         self._slots = tuple(slots)
+        # A tag repeated in the template ([città] in every paragraph) is looked up, escaped and
+        # encoded once per recipient: the format string refers to unique slots by index.
+        self._unique = tuple(dict.fromkeys(slots))
+        self._order = tuple(self._unique.index(slot) for slot in slots)
+        escaped = [chunk.replace("{", "{{").replace("}", "}}") for chunk in chunks]
+        self._format = escaped[0] + "".join(
+            f"{{{index}}}{chunk}" for index, chunk in zip(self._order, escaped[1:], strict=True)
+        )
 
     @property
     def slots(self) -> tuple[tuple[str | int, str], ...]:
@@ -149,14 +155,19 @@ class MergeTemplate:
         """The literal text around the tags: one more chunk than there are slots."""
         return self._chunks
 
+    @property
+    def order(self) -> tuple[int, ...]:
+        """For each tag in order of appearance, its index in `unique_values`."""
+        return self._order
+
     def render(self, email: str, values: Mapping[int, object]) -> str:
         """The template with each tag replaced by the recipient's value, or the tag's default if empty."""
-        return self._format.format(*self.slot_values(email, values))
+        return self._format.format(*self.unique_values(email, values))
 
-    def slot_values(self, email: str, values: Mapping[int, object]) -> list[str]:
-        """The text for each tag (escaped in HTML parts), in order; lets callers encode chunks once."""
+    def unique_values(self, email: str, values: Mapping[int, object]) -> list[str]:
+        """The text of each distinct (tag, default) pair, escaped in HTML parts; see `order`."""
         out: list[str] = []
-        for slot, default in self._slots:
+        for slot, default in self._unique:
             value = email if slot == "email" else values.get(slot)  # type: ignore[call-overload]
             text = _text(value)
             if not text.strip():

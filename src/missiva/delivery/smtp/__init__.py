@@ -10,7 +10,8 @@ import ssl
 from collections.abc import Sequence
 from pathlib import Path
 
-from missiva.delivery.smtp.connection import SessionLost, SmtpConnectError, SmtpConnection, SmtpError
+from missiva.delivery.smtp.connection import SmtpConnection
+from missiva.delivery.smtp.errors import SessionLost, SmtpConnectError, SmtpError
 from missiva.delivery.smtp.maildir import MaildirOutbox
 from missiva.delivery.smtp.pool import NoRelayAvailable, SmtpPool
 from missiva.delivery.smtp.relay import Relay, RelayConfigError, TlsMode

@@ -1,9 +1,10 @@
-"""One SMTP client session, built for throughput: replies are parsed in ``data_received`` and each
-message's MAIL FROM, RCPT TO and DATA go out in a single write when the server offers PIPELINING
-(RFC 2920), so a message costs two round trips however slow the relay's link is.
+"""One SMTP client session, built for throughput.
 
-aiosmtplib sends one command per round trip; on loopback that alone caps a sender at a fifth of what
-the relay takes (docs/peers.md §5), so the hot path is this small protocol class instead.
+Replies are parsed in ``data_received`` (`ReplyProtocol`) and, where the server offers PIPELINING
+(RFC 2920), a message's MAIL FROM, RCPT TO and DATA go out in one write. `SmtpConnection.stream` goes
+further: each message's content leads the next message's command group, so a message costs a single
+round trip. aiosmtplib sends one command per round trip, which on loopback caps a sender at a fifth of
+what the relay takes (docs/peers.md §5); that is why the hot path is this small client instead.
 """
 
 from __future__ import annotations
@@ -13,147 +14,17 @@ import base64
 import re
 import ssl
 import time
-from collections import deque
-from collections.abc import Coroutine
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, cast
 
+from missiva.delivery.smtp.errors import SessionLost, SmtpConnectError
 from missiva.delivery.smtp.relay import Relay, TlsMode
+from missiva.delivery.smtp.replies import Reply, ReplyProtocol
 from missiva.delivery.smtp.result import SendResult, SendStatus, classify, no_reply
+from missiva.delivery.smtp.transport import SendJob
 
-_MAX_LINE = 8192
-_WATCH_INTERVAL = 0.25
 _BARE_LF = re.compile(rb"(?<!\r)\n|\r(?!\n)")
 _ADDRESS = re.compile(r"[^\s<>\x00-\x1f\x7f]{1,320}\Z")
-
-
-class SmtpError(Exception):
-    """Base class of SMTP client errors."""
-
-
-class SmtpConnectError(SmtpError):
-    """No usable session with a relay: refused, timed out, TLS or login failed, or greeting refused."""
-
-
-class SessionLost(SmtpError):
-    """The session ended before the message was committed: nothing was delivered, it can go elsewhere."""
-
-
-class ReplyTimeout(SessionLost):
-    """The relay did not answer in time; the session is dropped."""
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """A complete (possibly multi-line) SMTP reply."""
-
-    code: int
-    lines: tuple[str, ...]
-
-    @property
-    def text(self) -> str:
-        return " ".join(self.lines)
-
-
-class _ReplyProtocol(asyncio.Protocol):
-    """Splits the byte stream into replies and hands them to whoever waits, in order."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self._buffer = b""
-        self._lines: list[str] = []
-        self._replies: deque[Reply] = deque()
-        self._waiter: asyncio.Future[None] | None = None
-        self.lost: Exception | None = None
-        self._drain: asyncio.Future[None] | None = None
-        self._paused = False
-        self._deadline = 0.0
-        self._loop = asyncio.get_running_loop()
-        self._watchdog: asyncio.TimerHandle | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports do not subclass asyncio.Transport, hence a cast and not a check.
-        self.transport = cast(asyncio.Transport, transport)
-        self._watchdog = self._loop.call_later(_WATCH_INTERVAL, self._watch)
-
-    def _watch(self) -> None:
-        # One timer per session instead of one per reply: a per-reply asyncio.timeout() costs a
-        # timer-heap push and pop per command, a sixth of the CPU of a pipelined send.
-        if self.lost is not None:
-            return
-        if self._waiter is not None and self._loop.time() > self._deadline:
-            self._fail(ReplyTimeout("no reply in time"))
-            return
-        self._watchdog = self._loop.call_later(_WATCH_INTERVAL, self._watch)
-
-    def data_received(self, data: bytes) -> None:
-        buffer = self._buffer + data if self._buffer else data
-        start = 0
-        while True:
-            end = buffer.find(b"\n", start)
-            if end < 0:
-                break
-            line = buffer[start:end]
-            start = end + 1
-            if len(line) < 3 or not line[:3].isdigit():
-                self._fail(SessionLost(f"malformed reply line {line[:80]!r}"))
-                return
-            self._lines.append(line[4:].rstrip(b"\r").decode("utf-8", "replace"))
-            if line[3:4] != b"-":
-                self._replies.append(Reply(int(line[:3]), tuple(self._lines)))
-                self._lines = []
-        self._buffer = buffer[start:]
-        if len(self._buffer) > _MAX_LINE:
-            self._fail(SessionLost("reply line too long"))
-            return
-        if self._replies:
-            self._wake()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-        if self.lost is None:
-            self.lost = SessionLost(f"connection lost: {exc}" if exc else "connection closed by the server")
-        self._wake()
-        if self._drain is not None and not self._drain.done():
-            self._drain.set_result(None)
-
-    def pause_writing(self) -> None:
-        self._paused = True
-
-    def resume_writing(self) -> None:
-        self._paused = False
-        if self._drain is not None and not self._drain.done():
-            self._drain.set_result(None)
-
-    def _fail(self, exc: Exception) -> None:
-        self.lost = exc
-        if self.transport is not None:
-            self.transport.abort()
-        self._wake()
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    async def reply(self, timeout: float) -> Reply:
-        """The next reply; raises `SessionLost` when the connection is gone (or silent) first."""
-        while not self._replies:
-            if self.lost is not None:
-                raise self.lost
-            self._deadline = self._loop.time() + timeout
-            self._waiter = self._loop.create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        return self._replies.popleft()
-
-    async def drain(self) -> None:
-        """Wait while the transport's write buffer is above its high-water mark."""
-        if self._paused and self.lost is None:
-            self._drain = self._loop.create_future()
-            await self._drain
 
 
 def _dot_stuff(data: bytes) -> bytes:
@@ -178,9 +49,7 @@ def _check_address(address: str) -> bytes | None:
 class SmtpConnection:
     """An open, greeted, optionally encrypted and authenticated session with one relay."""
 
-    def __init__(
-        self, relay: Relay, protocol: _ReplyProtocol, *, timeout: float, data_timeout: float
-    ) -> None:
+    def __init__(self, relay: Relay, protocol: ReplyProtocol, *, timeout: float, data_timeout: float) -> None:
         self.relay = relay
         self._protocol = protocol
         self.timeout = timeout
@@ -211,7 +80,7 @@ class SmtpConnection:
         try:
             async with asyncio.timeout(connect_timeout):
                 _, protocol = await loop.create_connection(
-                    _ReplyProtocol,
+                    ReplyProtocol,
                     relay.host,
                     relay.port,
                     ssl=context if implicit else None,
@@ -297,13 +166,8 @@ class SmtpConnection:
     def _reply(self, timeout: float) -> Coroutine[Any, Any, Reply]:
         return self._protocol.reply(timeout)
 
-    async def send(self, envelope_from: str, recipient: str, data: bytes) -> SendResult:
-        """Send one message to one recipient.
-
-        Returns the classified result. Raises `SessionLost` if the session ended before the message was
-        committed (safe to send elsewhere); after DATA content was written a lost session is returned as
-        ``uncertain`` instead, because the relay may have queued it.
-        """
+    def _envelope(self, envelope_from: str, recipient: str) -> tuple[bytes, bytes] | SendResult:
+        """The MAIL FROM and RCPT TO commands, or a failed result when an address cannot be sent."""
         sender, rcpt = _check_address(envelope_from), _check_address(recipient)
         if sender is None or rcpt is None or not recipient:
             bad = envelope_from if sender is None else recipient
@@ -313,30 +177,16 @@ class SmtpConnection:
             if "SMTPUTF8" not in self.extensions:
                 return no_reply(SendStatus.FAILED, f"relay {self.relay.name} does not support SMTPUTF8")
             params = b" SMTPUTF8"
-        self.last_used = time.monotonic()
-        mail_command = b"MAIL FROM:<" + sender + b">" + params + b"\r\n"
-        rcpt_command = b"RCPT TO:<" + rcpt + b">\r\n"
-        try:
-            if "PIPELINING" in self.extensions:
-                self._write(mail_command + rcpt_command + b"DATA\r\n")
-                mail = await self._reply(self.timeout)
-                accepted = await self._reply(self.timeout)
-                start = await self._reply(self.timeout)
-            else:
-                self._write(mail_command)
-                mail = await self._reply(self.timeout)
-                accepted = start = None
-                if mail.code == 250:
-                    self._write(rcpt_command)
-                    accepted = await self._reply(self.timeout)
-                    if accepted.code in (250, 251):
-                        self._write(b"DATA\r\n")
-                        start = await self._reply(self.timeout)
-        except SessionLost as exc:
-            raise SessionLost(f"relay {self.relay.name}: {exc}") from None
+        return b"MAIL FROM:<" + sender + b">" + params + b"\r\n", b"RCPT TO:<" + rcpt + b">\r\n"
+
+    async def _refused(self, mail: Reply, accepted: Reply | None, start: Reply | None) -> SendResult | None:
+        """None when the server is ready for the content; otherwise the result, session reset.
+
+        Raises `SessionLost` on 421: the server is closing, the message can go on another session.
+        """
         for reply in (mail, accepted, start):
             if reply is not None and reply.code == 421:
-                self.abort()  # the server is closing the session: the message can go on another one
+                self.abort()
                 raise SessionLost(f"relay {self.relay.name}: {reply.code} {reply.text}")
         if mail.code != 250:
             await self._recover(start)
@@ -349,19 +199,141 @@ class SmtpConnection:
         if start.code != 354:
             await self._recover(None)
             return classify(start.code, start.text, recipient_stage=False)
-        payload = _dot_stuff(data)
+        return None
+
+    async def _pipelined_replies(self) -> tuple[Reply, Reply, Reply]:
         try:
-            self._write(payload)
+            return (
+                await self._reply(self.timeout),
+                await self._reply(self.timeout),
+                await self._reply(self.timeout),
+            )
+        except SessionLost as exc:
+            raise SessionLost(f"relay {self.relay.name}: {exc}") from None
+
+    def _final(self, reply: Reply) -> SendResult:
+        self.messages += 1
+        self.last_used = time.monotonic()
+        if reply.code == 421:
+            self.abort()
+        return classify(reply.code, reply.text)
+
+    def _uncertain(self, exc: Exception) -> SendResult:
+        self.abort()
+        return no_reply(SendStatus.UNCERTAIN, f"relay {self.relay.name}: no reply after DATA: {exc}")
+
+    async def send(self, envelope_from: str, recipient: str, data: bytes) -> SendResult:
+        """Send one message to one recipient.
+
+        Returns the classified result. Raises `SessionLost` if the session ended before the message was
+        committed (safe to send elsewhere); after DATA content was written a lost session is returned as
+        ``uncertain`` instead, because the relay may have queued it.
+        """
+        envelope = self._envelope(envelope_from, recipient)
+        if isinstance(envelope, SendResult):
+            return envelope
+        mail_command, rcpt_command = envelope
+        self.last_used = time.monotonic()
+        if "PIPELINING" in self.extensions:
+            self._write(mail_command + rcpt_command + b"DATA\r\n")
+            mail, accepted, start = await self._pipelined_replies()
+        else:
+            try:
+                self._write(mail_command)
+                mail = await self._reply(self.timeout)
+                accepted = start = None
+                if mail.code == 250:
+                    self._write(rcpt_command)
+                    accepted = await self._reply(self.timeout)
+                    if accepted.code in (250, 251):
+                        self._write(b"DATA\r\n")
+                        start = await self._reply(self.timeout)
+            except SessionLost as exc:
+                raise SessionLost(f"relay {self.relay.name}: {exc}") from None
+        refused = await self._refused(mail, accepted, start)
+        if refused is not None:
+            return refused
+        try:
+            self._write(_dot_stuff(data))
             await self._protocol.drain()
             final = await self._reply(self.data_timeout)
         except SessionLost as exc:
-            self.abort()
-            return no_reply(SendStatus.UNCERTAIN, f"relay {self.relay.name}: no reply after DATA: {exc}")
-        self.messages += 1
-        self.last_used = time.monotonic()
-        if final.code == 421:
-            self.abort()
-        return classify(final.code, final.text)
+            return self._uncertain(exc)
+        return self._final(final)
+
+    async def stream(
+        self, first: SendJob, take_next: Callable[[], SendJob | None]
+    ) -> AsyncIterator[tuple[SendJob, SendResult | None]]:
+        """Send ``first`` and then whatever ``take_next`` hands over, until it returns None.
+
+        Each message's content goes out in the same write as the next message's MAIL, RCPT and DATA
+        (RFC 2920 allows the content to lead a command group), so a message costs one round trip.
+        Yields ``(job, result)``; a None result means the job was not committed before the session
+        ended and may be sent on another session. Without PIPELINING this is `send` in a loop.
+        """
+        job: SendJob | None = first
+        if "PIPELINING" not in self.extensions:
+            while job is not None:
+                try:
+                    result = await self.send(job.envelope_from, job.recipient, job.data)
+                except SessionLost:
+                    yield job, None
+                    return
+                yield job, result
+                job = take_next() if self.usable else None
+            return
+        pending: SendJob | None = None  # content written with the next commands; final reply due
+        prefix = b""
+        while True:
+            envelope: tuple[bytes, bytes] | SendResult | None = None
+            while job is not None:
+                envelope = self._envelope(job.envelope_from, job.recipient)
+                if not isinstance(envelope, SendResult):
+                    break
+                yield job, envelope
+                job = take_next()
+            if job is None:
+                if pending is not None:
+                    try:
+                        self._write(prefix)
+                        await self._protocol.drain()
+                        final = await self._reply(self.data_timeout)
+                    except SessionLost as exc:
+                        yield pending, self._uncertain(exc)
+                        return
+                    yield pending, self._final(final)
+                return
+            assert isinstance(envelope, tuple)
+            self.last_used = time.monotonic()
+            try:
+                self._write(prefix + envelope[0] + envelope[1] + b"DATA\r\n")
+                await self._protocol.drain()
+            except SessionLost:
+                if pending is not None:
+                    yield pending, None  # nothing was written: its content never left
+                yield job, None
+                return
+            if pending is not None:
+                try:
+                    final = await self._reply(self.data_timeout)
+                except SessionLost as exc:
+                    yield pending, self._uncertain(exc)
+                    yield job, None
+                    return
+                yield pending, self._final(final)
+                pending = None
+            try:
+                refused = await self._refused(*await self._pipelined_replies())
+            except SessionLost:
+                yield job, None
+                return
+            if refused is not None:
+                yield job, refused
+                prefix = b""
+                job = take_next() if self.usable else None
+                continue
+            prefix = _dot_stuff(job.data)
+            pending, job = job, take_next()
 
     async def _recover(self, start: Reply | None) -> None:
         """Bring the session back to a clean state after a refused transaction."""

@@ -16,10 +16,11 @@ import socket
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from types import TracebackType
 
-from missiva.delivery.smtp.connection import SessionLost, SmtpConnectError, SmtpConnection, SmtpError
+from missiva.delivery.smtp.connection import SmtpConnection
+from missiva.delivery.smtp.errors import SessionLost, SmtpConnectError, SmtpError
 from missiva.delivery.smtp.relay import Relay
 from missiva.delivery.smtp.result import SendResult, SendStatus, no_reply
 from missiva.delivery.smtp.transport import SendJob, iterate_jobs
@@ -135,11 +136,20 @@ class SmtpPool:
                 for _ in range(workers):
                     inbox.put_nowait(None)
 
+        def take_next() -> SendJob | None:
+            # Only what is already queued: a session never waits for the producer while it holds
+            # a message whose final reply is due.
+            if inbox.empty():
+                return None
+            job = inbox.get_nowait()
+            if job is None:
+                inbox.put_nowait(None)  # the end marker belongs to some worker's blocking get
+            return job
+
         async def work() -> None:
             try:
                 while (job := await inbox.get()) is not None:
-                    result = await self.send(job.envelope_from, job.recipient, job.data)
-                    outbox.put_nowait((job, result))
+                    await self._stream_session(job, take_next, outbox.put_nowait)
             finally:
                 outbox.put_nowait(None)
 
@@ -160,6 +170,32 @@ class SmtpPool:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _stream_session(
+        self,
+        first: SendJob,
+        take_next: Callable[[], SendJob | None],
+        deliver: Callable[[tuple[SendJob, SendResult]], None],
+    ) -> None:
+        """Run jobs on one pooled session while more are queued; resend the uncommitted ones."""
+        try:
+            connection = await self._acquire()
+        except NoRelayAvailable as exc:
+            deliver((first, no_reply(SendStatus.SOFT_FAIL, str(exc))))
+            return
+        retry: list[SendJob] = []
+        reusable = False
+        try:
+            async for job, result in connection.stream(first, take_next):
+                if result is None:
+                    retry.append(job)
+                else:
+                    deliver((job, result))
+            reusable = connection.usable
+        finally:
+            self._release(connection, reusable)
+        for job in retry:
+            deliver((job, await self.send(job.envelope_from, job.recipient, job.data)))
 
     async def close(self) -> None:
         """Close every idle session (QUIT); sessions in use are closed when released."""
