@@ -168,6 +168,7 @@ def test_text_only_message_is_a_single_part() -> None:
     ("changes", "message"),
     [
         ({"unsubscribe_url": "http://news.example.com/u/1"}, "must be an https URL"),
+        ({"unsubscribe_url": "http://127.0.0.1.evil.example/u/1"}, "must be an https URL"),
         ({"unsubscribe_url": "https://x.example.com/u/1>, <https://evil.example"}, "must be an https URL"),
         ({"unsubscribe_mailto": "unsub@example.com>\r\nBcc: x@y.z"}, "unsubscribe mailto"),
         ({"email": "anna@example.org\r\nBcc: x@y.z"}, "not a valid email address"),
@@ -178,6 +179,12 @@ def test_text_only_message_is_a_single_part() -> None:
 def test_unusable_recipient_data_is_refused(changes: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         skeleton().render(recipient(**changes))
+
+
+def test_loopback_http_unsubscribe_links_are_allowed_for_local_runs() -> None:
+    url = "http://127.0.0.1:8000/u/abc"
+    message = parse(skeleton().render(recipient(unsubscribe_url=url)).data)
+    assert message["List-Unsubscribe"].startswith(f"<{url}>")
 
 
 def test_template_errors_surface_when_compiling() -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -64,10 +65,17 @@ def sending_domain(config: SendingConfig) -> SendingDomain:
     )
 
 
+LOOPBACK_HTTP = re.compile(r"http://(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?(/|\Z)")
+
+
 def unsubscribe_base() -> str:
-    """The https base of one-click links; RFC 8058 one-click is honoured over https only."""
+    """The https base of one-click links; RFC 8058 one-click is honoured over https only.
+
+    A loopback http base is accepted so a local `make run` can send into its Maildir outbox; such
+    links only work on the machine itself.
+    """
     base = runtime.settings().base_url
-    if not base.startswith("https://"):
+    if not base.startswith("https://") and not LOOPBACK_HTTP.match(base):
         raise MailingNotSendable(
             f"MISSIVA_BASE_URL must be an https URL for List-Unsubscribe one-click (got {base!r})",
             field="base_url",

@@ -31,6 +31,8 @@ from missiva.messages.templating import EMPTY_FIELDS, FieldMap, MergeTemplate, T
 
 _ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?\Z")
 _HTTPS_URL = re.compile(r"https://[\x21-\x7e]+\Z")
+# Development only: one-click links to this machine (`make run`) may be plain http.
+_LOOPBACK_HTTP_URL = re.compile(r"http://(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?/[\x21-\x7e]*\Z")
 _URL_FORBIDDEN = re.compile(r'[<>"\\]')
 _CONTENT_TYPE = re.compile(r"[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*\Z")
 _LINE_BREAKS = re.compile(r"[\r\n\t\x0b\x0c]+")
@@ -371,7 +373,7 @@ class MessageSkeleton:
         email = recipient.email
         to = _check_address(email, "recipient address")
         url = recipient.unsubscribe_url
-        if not _HTTPS_URL.match(url) or _URL_FORBIDDEN.search(url):
+        if not (_HTTPS_URL.match(url) or _LOOPBACK_HTTP_URL.match(url)) or _URL_FORBIDDEN.search(url):
             raise MessageError(f'unsubscribe URL {url!r} must be an https URL without spaces or <>"')
         mailto = recipient.unsubscribe_mailto
         if not _HTTPS_URL.match("https://" + mailto) or _URL_FORBIDDEN.search(mailto) or "@" not in mailto:
