@@ -11,7 +11,6 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
-from tests.conftest import make_account
 
 import missiva.jobs
 from missiva.audience import lists as lists_svc
@@ -20,6 +19,7 @@ from missiva.audience import subscriptions as subs
 from missiva.events import outbox, service
 from missiva.events.enums import DeliveryStatus, Health
 from missiva.events.models import WebhookDelivery, WebhookEndpoint
+from tests.conftest import make_account
 
 
 def add_endpoint(db, account_id, url, **options):

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from missiva.audience.models import AudienceEvent
@@ -62,6 +62,17 @@ class Target:
     list_id: int | None
 
 
+_ENDPOINTS = WebhookEndpoint.__table__
+_ACTIVE_ENDPOINTS = select(
+    _ENDPOINTS.c.id,
+    _ENDPOINTS.c.format,
+    _ENDPOINTS.c.event_types,
+    _ENDPOINTS.c.sources,
+    _ENDPOINTS.c.list_id,
+).where(_ENDPOINTS.c.account_id == bindparam("account_id"), _ENDPOINTS.c.active.is_(True))
+_INSERT_DELIVERY = insert(WebhookDelivery.__table__)
+
+
 def _targets(session: Session, account_id: int) -> list[Target]:
     # Cached for the transaction: a batch of 1,000 subscribes looks the endpoints up once.
     tx = session.get_transaction()
@@ -71,15 +82,8 @@ def _targets(session: Session, account_id: int) -> list[Target]:
         session.info[_CACHE_KEY] = cached
     by_account: dict[int, list[Target]] = cached[1]
     if account_id not in by_account:
-        rows = session.execute(
-            select(
-                WebhookEndpoint.id,
-                WebhookEndpoint.format,
-                WebhookEndpoint.event_types,
-                WebhookEndpoint.sources,
-                WebhookEndpoint.list_id,
-            ).where(WebhookEndpoint.account_id == account_id, WebhookEndpoint.active.is_(True))
-        )
+        # Core on the session's connection: this runs for every audience change, so skip the ORM.
+        rows = session.connection().execute(_ACTIVE_ENDPOINTS, {"account_id": account_id})
         by_account[account_id] = [
             Target(r.id, r.format, tuple(r.event_types or ()), tuple(r.sources or ()), r.list_id)
             for r in rows
@@ -141,7 +145,7 @@ def enqueue(session: Session, event: AudienceEvent) -> int:
                 }
             )
     if rows:
-        session.execute(insert(WebhookDelivery), rows)
+        session.connection().execute(_INSERT_DELIVERY, rows)
         request_dispatch(session)
     return len(rows)
 
