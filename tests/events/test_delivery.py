@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import threading
 from collections import defaultdict
 from datetime import timedelta
 
@@ -267,3 +268,50 @@ def test_events_leave_right_after_commit_without_waiting_for_the_worker(
     [req] = receiver.wait_for(1)
     assert json.loads(req.body)["recipient"]["email"] == "ann@example.com"
     assert deliveries(db)[0].status == DeliveryStatus.DELIVERED
+
+
+def test_a_receiver_that_never_answers_times_out_and_gets_the_same_message_again_later(
+    db, account, lst, receiver, make_dispatcher, clock
+):
+    add_endpoint(db, account["id"], receiver.url())
+    receiver.hang_from = 0
+    with db.session() as s:
+        subs.subscribe(s, account["id"], lst.id, email="ann@example.com")
+    clock.catch_up()
+    dispatcher = make_dispatcher(clock=clock, timeout=0.3)
+    [outcome] = dispatcher.run_once()
+    assert outcome.error == "timeout after 0.3 s" and not outcome.ok
+    [row] = deliveries(db)
+    assert row.status == DeliveryStatus.PENDING and row.next_attempt_at > clock.now
+    receiver.hang_from = None
+    receiver.release.set()
+    assert dispatcher.run_once() == []  # not due yet
+    clock.now = row.next_attempt_at
+    [outcome] = dispatcher.run_once()
+    assert outcome.ok
+    first, second = receiver.wait_for(2)
+    assert first.webhook_id == second.webhook_id and first.body == second.body
+
+
+def test_two_dispatchers_at_once_send_each_event_once_and_in_order(
+    db, account, lst, receiver, make_dispatcher
+):
+    add_endpoint(db, account["id"], receiver.url())
+    emails = [f"r{i}@example.com" for i in range(4)]
+    with db.session() as s:
+        for n in range(5):
+            for email in emails:
+                subs.subscribe(s, account["id"], lst.id, email=email, fields={"nome": f"v{n}"})
+    first, second = make_dispatcher(batch_size=3), make_dispatcher(batch_size=3)
+    threads = [threading.Thread(target=d.run_until_idle) for d in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    got = receiver.wait_for(20)
+    assert len(got) == 20 and len({r.webhook_id for r in got}) == 20
+    by_recipient = defaultdict(list)
+    for req in got:
+        body = json.loads(req.body)
+        by_recipient[body["recipient"]["email"]].append(int(body["id"].removeprefix("evt_")))
+    assert all(ids == sorted(ids) and len(ids) == 5 for ids in by_recipient.values())
