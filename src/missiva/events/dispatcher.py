@@ -26,7 +26,7 @@ from functools import lru_cache
 from typing import Any, TypeVar
 
 import httpcore
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, literal_column, select, update
 from sqlalchemy.orm import Session
 
 from missiva.audience.models import AudienceEvent
@@ -326,16 +326,21 @@ class Dispatcher:
 
 
 def claim(session: Session, now: datetime, lease: timedelta, limit: int) -> list[Claimed]:
-    """Lease up to `limit` due deliveries, each the oldest pending one of its endpoint and recipient."""
+    """Lease up to `limit` due deliveries, each the oldest pending one of its endpoint and recipient.
+
+    The status is compared with a literal so both databases can use the partial indexes (which only
+    cover pending rows, however long the delivered history grows).
+    """
     d = WebhookDelivery.__table__
     earlier = d.alias("earlier")
     e = WebhookEndpoint.__table__
+    pending = literal_column(f"'{DeliveryStatus.PENDING.value}'")
     blocked = (
         select(earlier.c.id)
         .where(
             earlier.c.endpoint_id == d.c.endpoint_id,
             earlier.c.order_key == d.c.order_key,
-            earlier.c.status == DeliveryStatus.PENDING.value,
+            earlier.c.status == pending,
             earlier.c.id < d.c.id,
         )
         .exists()
@@ -343,13 +348,8 @@ def claim(session: Session, now: datetime, lease: timedelta, limit: int) -> list
     due = (
         select(d.c.id)
         .join(e, e.c.id == d.c.endpoint_id)
-        .where(
-            d.c.status == DeliveryStatus.PENDING.value,
-            d.c.next_attempt_at <= now,
-            e.c.active.is_(True),
-            ~blocked,
-        )
-        .order_by(d.c.id)
+        .where(d.c.status == pending, d.c.next_attempt_at <= now, e.c.active.is_(True), ~blocked)
+        .order_by(d.c.next_attempt_at, d.c.id)
         .limit(limit)
     )
     if session.get_bind().dialect.name == "postgresql":
@@ -357,11 +357,7 @@ def claim(session: Session, now: datetime, lease: timedelta, limit: int) -> list
     stmt = (
         update(d)
         .where(d.c.id.in_(due.scalar_subquery()))
-        .values(
-            attempts=d.c.attempts + 1,
-            next_attempt_at=now + lease,
-            last_attempt_at=now,
-        )
+        .values(attempts=d.c.attempts + 1, next_attempt_at=now + lease, last_attempt_at=now)
         .returning(d.c.id, d.c.endpoint_id, d.c.event_id, d.c.part, d.c.attempts, d.c.window_start)
     )
     rows = session.execute(stmt).all()

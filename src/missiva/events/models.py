@@ -82,6 +82,7 @@ class WebhookDelivery(Base):
         Index(
             "ix_webhook_deliveries_due",
             "next_attempt_at",
+            "id",
             postgresql_where=text("status = 'pending'"),
             sqlite_where=text("status = 'pending'"),
         ),

@@ -107,7 +107,7 @@ def upgrade() -> None:
     with op.batch_alter_table("webhook_deliveries", schema=None) as batch_op:
         batch_op.create_index(
             "ix_webhook_deliveries_due",
-            ["next_attempt_at"],
+            ["next_attempt_at", "id"],
             unique=False,
             postgresql_where=sa.text("status = 'pending'"),
             sqlite_where=sa.text("status = 'pending'"),
