@@ -16,7 +16,6 @@ from sqlalchemy import func, select
 import missiva
 from missiva.audience import recipients
 from missiva.audience import subscriptions as subs
-from missiva.db import utcnow
 from missiva.events import service
 from missiva.events.enums import DeliveryStatus
 from missiva.events.models import WebhookDelivery
@@ -37,20 +36,18 @@ def dispatcher_process(settings, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_until_leases_expire(db, timeout: float = 10.0) -> None:
-    """Poll until no pending delivery is still held by the killed dispatcher's claim."""
+def wait_until_all_delivered(db, timeout: float = 30.0) -> None:
+    """Poll until the restarted dispatcher has recorded every delivery (a short polling wait)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with db.session() as s:
-            latest = s.scalar(
-                select(func.max(WebhookDelivery.next_attempt_at)).where(
-                    WebhookDelivery.status == DeliveryStatus.PENDING.value
-                )
+            left = s.scalar(
+                select(func.count()).where(WebhookDelivery.status != DeliveryStatus.DELIVERED.value)
             )
-        if latest is None or latest <= utcnow():
+        if left == 0:
             return
         time.sleep(0.1)
-    raise AssertionError("leases did not expire")
+    raise AssertionError(f"{left} deliveries still not delivered")
 
 
 def test_sigkill_mid_batch_then_restart_delivers_everything_at_least_once_with_stable_ids(
@@ -83,11 +80,13 @@ def test_sigkill_mid_batch_then_restart_delivers_everything_at_least_once_with_s
     receiver.hang_from = None
     receiver.release.set()
 
-    wait_until_leases_expire(db)
-    second = dispatcher_process(settings, "--until-idle")
-    out, err = second.communicate(timeout=60)
-    assert "delivery attempts" in out
-    assert second.returncode == 0, err
+    # The restarted dispatcher polls; the killed one's claims become due when their 2 s lease ends.
+    second = dispatcher_process(settings)
+    try:
+        wait_until_all_delivered(db)
+    finally:
+        second.terminate()
+        second.communicate(timeout=20)
 
     got = receiver.requests
     assert {r.webhook_id for r in got} == expected
@@ -106,6 +105,3 @@ def test_sigkill_mid_batch_then_restart_delivers_everything_at_least_once_with_s
         body = json.loads(r.body)
         first_seen[body["recipient"]["email"]].append(int(r.webhook_id.removeprefix("evt_")))
     assert all(ids == sorted(ids) and len(ids) == 6 for ids in first_seen.values())
-    with db.session() as s:
-        statuses = set(s.scalars(select(WebhookDelivery.status)))
-    assert statuses == {DeliveryStatus.DELIVERED}
