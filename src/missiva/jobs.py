@@ -8,8 +8,9 @@ tasks inline (tests, debugging).
 from __future__ import annotations
 
 import logging
+import time
 
-from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey
+from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey, crontab
 from sqlalchemy.orm import Session
 
 from missiva import runtime
@@ -20,6 +21,8 @@ from missiva.audience.models import AudienceEvent, MailingList, Recipient, Subsc
 from missiva.config import Settings, get_settings
 from missiva.db import on_commit
 from missiva.delivery import mailer
+from missiva.reports import counters as tracking_counters
+from missiva.reports import recording as tracking_recording
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +68,34 @@ def _queue_confirmation(session: Session, event: AudienceEvent) -> None:
         on_commit(session, lambda: send_confirmation(sub_id))
 
 
+@huey.task()
+def roll_up_tracking() -> int:
+    """Fold recorded opens and clicks into the mailings' counters (and their webhook events)."""
+    return tracking_counters.roll_up_all(runtime.database())
+
+
+@huey.periodic_task(crontab(minute="*"))
+def roll_up_tracking_periodically() -> int:
+    """A roll-up every minute, for events whose prompt roll-up was lost (restart, full queue)."""
+    return tracking_counters.roll_up_all(runtime.database())
+
+
+_last_roll_up = 0.0
+
+
+def _schedule_roll_up() -> None:
+    """After a tracking event: queue a roll-up, at most one a second per process."""
+    global _last_roll_up
+    now = time.monotonic()
+    if now - _last_roll_up >= 1.0:
+        _last_roll_up = now
+        roll_up_tracking.schedule(delay=1)
+
+
 def install_listeners() -> None:
-    """Hook background work onto audience events (idempotent)."""
+    """Hook background work onto audience events and tracking events (idempotent)."""
     events.add_listener(_queue_confirmation)
+    tracking_recording.on_recorded(_schedule_roll_up)
 
 
 install_listeners()
