@@ -196,7 +196,7 @@ def _started(session: Session, mailing_ids: Iterable[int]) -> dict[int, datetime
             TrackedMailing.mailing_id.in_(list(mailing_ids))
         )
     )
-    return dict(rows.tuples().all())
+    return {mailing_id: started_at for mailing_id, started_at in rows}
 
 
 def roll_up(session: Session, limit: int = BATCH) -> int:
