@@ -58,7 +58,7 @@ def skeleton(dkim_key: DkimKey | None = None) -> MessageSkeleton:
             preheader="Sconti fino al 30% solo per te",
         ),
         mailing_id=1,
-        domain=SendingDomain("news.example.com", dkim=dkim_key),
+        domain=SendingDomain("news.example.com", dkim=dkim_key, verp_secret=b"bench"),
         fields=FIELDS,
     )
 

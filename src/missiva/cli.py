@@ -35,6 +35,18 @@ app.add_typer(lists_app, name="lists")
 app.add_typer(recipients_app, name="recipients")
 app.add_typer(ips_app, name="allowed-ips")
 app.add_typer(inbound_app, name="inbound")
+
+
+def _register_sending() -> None:
+    from missiva.delivery import commands
+
+    app.command("send")(commands.send)
+    app.add_typer(commands.mailings_app, name="mailings")
+    app.add_typer(commands.messages_app, name="messages")
+    app.add_typer(commands.suppressions_app, name="suppressions")
+
+
+_register_sending()
 console = Console()
 
 JsonOpt = typer.Option(False, "--json", help="print the result as one JSON object")

@@ -20,7 +20,7 @@ from missiva.audience.enums import Channel, EventType, Status
 from missiva.audience.models import AudienceEvent, MailingList, Recipient, Subscription
 from missiva.config import Settings, get_settings
 from missiva.db import on_commit
-from missiva.delivery import mailer
+from missiva.delivery import mailer, mailings, sender
 from missiva.reports import counters as tracking_counters
 from missiva.reports import recording as tracking_recording
 
@@ -92,9 +92,31 @@ def _schedule_roll_up() -> None:
         roll_up_tracking.schedule(delay=1)
 
 
+@huey.task()
+def send_mailing(mailing_id: int) -> str:
+    """Run a sender on a mailing; re-queued for the time its next retry or throttle window is due.
+
+    Several of these may run on one mailing at once (more workers, more machines): they claim
+    disjoint ledger rows.
+    """
+    outcome = sender.run_mailing(runtime.database(), mailing_id)
+    if outcome.resume_at is not None:
+        send_mailing.schedule((mailing_id,), eta=outcome.resume_at)
+    log.info("mailing %s: %s, %s sent in this run", mailing_id, outcome.status, outcome.sent)
+    return outcome.status
+
+
+@huey.periodic_task(crontab(minute="*"))
+def start_scheduled_mailings() -> list[int]:
+    """Start the scheduled mailings whose time has come (checked every minute)."""
+    with runtime.database().session() as session:
+        return mailings.start_due(session)
+
+
 def install_listeners() -> None:
-    """Hook background work onto audience events and tracking events (idempotent)."""
+    """Hook background work onto audience events, mailing starts and tracking events (idempotent)."""
     events.add_listener(_queue_confirmation)
+    mailings.set_enqueuer(lambda mailing_id: send_mailing(mailing_id))
     tracking_recording.on_recorded(_schedule_roll_up)
 
 

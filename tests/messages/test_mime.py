@@ -12,12 +12,13 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from missiva.inbound import verp
 from missiva.messages.content import Attachment, MessageContent
 from missiva.messages.mime import DkimKey, MessageError, MessageSkeleton, Recipient, SendingDomain
 from missiva.messages.templating import FieldMap, TemplateError, TemplateSecurityError
-from missiva.messages.verp import parse_verp
 
 FIELDS = FieldMap({"nome": 1})
+SECRET = b"verp-test-secret"
 HTML = "<html><body><p>Ciao [nome|Cliente] &amp; benvenuto, " + "testo lungo " * 40 + "</p></body></html>"
 
 
@@ -29,7 +30,9 @@ def skeleton(**changes: object) -> MessageSkeleton:
         "from_name": "Società Più",
         "reply_to": "help@example.com",
     }
-    domain = changes.pop("domain", SendingDomain("news.example.com", bounce_domain="bounce.example.com"))
+    domain = changes.pop(
+        "domain", SendingDomain("news.example.com", bounce_domain="bounce.example.com", verp_secret=SECRET)
+    )
     values.update(changes)
     return MessageSkeleton(
         MessageContent(**values),  # type: ignore[arg-type]
@@ -82,8 +85,10 @@ def test_headers_parse_back_with_list_unsubscribe_and_identifiers() -> None:
 def test_envelope_sender_is_a_verp_address_naming_mailing_and_recipient() -> None:
     rendered = skeleton().render(recipient())
 
-    assert rendered.envelope_from == "bounces+12-345@bounce.example.com"
-    assert parse_verp(rendered.envelope_from) == ("12", "345")
+    assert rendered.envelope_from.startswith("bounces+m12.r345.")
+    assert rendered.envelope_from.endswith("@bounce.example.com")
+    assert verp.decode(rendered.envelope_from, secret=SECRET) == (12, 345)
+    assert verp.decode(rendered.envelope_from, secret=b"another secret") is None
     assert rendered.recipient == "anna@example.org"
 
 
@@ -201,7 +206,7 @@ def dkim_key() -> tuple[bytes, bytes]:
 
 def test_dkim_signature_verifies_and_covers_list_unsubscribe(dkim_key: tuple[bytes, bytes]) -> None:
     private, record = dkim_key
-    domain = SendingDomain("news.example.com", dkim=DkimKey("s1", private))
+    domain = SendingDomain("news.example.com", dkim=DkimKey("s1", private), verp_secret=SECRET)
     data = skeleton(domain=domain).render(recipient()).data
 
     def dns(name: bytes, timeout: int = 5) -> bytes:
@@ -217,7 +222,9 @@ def test_dkim_signature_verifies_and_covers_list_unsubscribe(dkim_key: tuple[byt
 
 def test_unusable_dkim_key_is_refused_when_compiling() -> None:
     with pytest.raises(MessageError, match=r"DKIM key for 'news\.example\.com' is unusable"):
-        skeleton(domain=SendingDomain("news.example.com", dkim=DkimKey("s1", b"not a key")))
+        skeleton(
+            domain=SendingDomain("news.example.com", dkim=DkimKey("s1", b"not a key"), verp_secret=SECRET)
+        )
 
 
 def test_jinja_message_renders_loops_in_both_parts() -> None:
@@ -229,7 +236,7 @@ def test_jinja_message_renders_loops_in_both_parts() -> None:
             mode="jinja",
         ),
         mailing_id=5,
-        domain=SendingDomain("example.com"),
+        domain=SendingDomain("example.com", verp_secret=SECRET),
         fields=FIELDS,
         shared={"products": ["Tè & biscotti", "Caffè"]},
     )
@@ -252,7 +259,7 @@ def test_jinja_message_reaching_for_internals_is_refused_when_rendering() -> Non
             mode="jinja",
         ),
         mailing_id=5,
-        domain=SendingDomain("example.com"),
+        domain=SendingDomain("example.com", verp_secret=SECRET),
     )
 
     with pytest.raises(TemplateSecurityError, match="html, line 1: refused by the sandbox"):

@@ -72,7 +72,7 @@ def render_tracked(
     skeleton = MessageSkeleton(
         content,
         mailing_id=mailing_id,
-        domain=SendingDomain("shop.example"),
+        domain=SendingDomain("shop.example", verp_secret=b"test-verp"),
         fields=FieldMap({"nome": 1}),
         link_values=tracking.link_values,
     )

@@ -26,7 +26,7 @@ SKELETON = MessageSkeleton(
         from_name="Negozio",
     ),
     mailing_id=9,
-    domain=SendingDomain("example.com"),
+    domain=SendingDomain("example.com", verp_secret=b"test"),
     fields=FieldMap({"nome": 1}),
 )
 
@@ -79,7 +79,8 @@ def test_messages_arrive_with_headers_and_dot_lines_unchanged(smtp_server: SmtpS
 
     assert result.status is SendStatus.SENT
     (received,) = smtp_server.handler.received
-    assert received.mail_from == "bounces+9-1@example.com"
+    assert received.mail_from == item.envelope_from
+    assert received.mail_from.startswith("bounces+m9.r1.") and received.mail_from.endswith("@example.com")
     assert received.rcpt_tos == ["user1@example.org"]
     assert received.content == item.data
     parsed = email.message_from_bytes(received.content, policy=email.policy.default)

@@ -16,7 +16,7 @@ def test_outbox_files_parseable_messages_with_their_return_path(tmp_path: Path) 
     skeleton = MessageSkeleton(
         MessageContent(subject="Hello [email]", html="<p>Hi</p>", from_address="news@example.com"),
         mailing_id=3,
-        domain=SendingDomain("example.com", bounce_domain="bounce.example.com"),
+        domain=SendingDomain("example.com", bounce_domain="bounce.example.com", verp_secret=b"test"),
     )
     messages = [
         skeleton.render(Recipient(i, f"r{i}@example.org", f"https://example.com/u/{i}", f"u+{i}@example.com"))
@@ -36,9 +36,7 @@ def test_outbox_files_parseable_messages_with_their_return_path(tmp_path: Path) 
         key=lambda message: str(message["To"]),
     )
     assert [str(message["To"]) for message in parsed] == [f"r{i}@example.org" for i in range(3)]
-    assert [str(message["Return-Path"]) for message in parsed] == [
-        f"<bounces+3-{i}@bounce.example.com>" for i in range(3)
-    ]
+    assert [str(message["Return-Path"]) for message in parsed] == [f"<{m.envelope_from}>" for m in messages]
     assert str(parsed[1]["Subject"]) == "Hello r1@example.org"
     assert parsed[1]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert parsed[1].get_body(("html",)).get_content().strip().endswith("<p>Hi</p></body></html>")

@@ -27,7 +27,9 @@ def outbox_path(settings: Settings) -> Path:
 def send(settings: Settings, message: EmailMessage) -> None:
     """Deliver `message` through `MISSIVA_SMTP_URL`, or store it in the Maildir outbox."""
     if settings.smtp_url:
-        _send_smtp(settings.smtp_url, message)
+        # MISSIVA_SMTP_URL may list several weighted relays for mailings; system mail uses the first.
+        first = settings.smtp_url.split(",")[0].strip().partition("#")[0]
+        _send_smtp(first, message)
     else:
         box = mailbox.Maildir(outbox_path(settings), create=True)
         box.add(message)

@@ -26,9 +26,9 @@ from email.utils import encode_rfc2231, formataddr, formatdate
 
 import dkim
 
+from missiva.inbound import verp
 from missiva.messages.content import Attachment, MessageContent, prepare
 from missiva.messages.templating import EMPTY_FIELDS, FieldMap, MergeTemplate, Template, compile_template
-from missiva.messages.verp import verp_address
 
 _ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?\Z")
 _HTTPS_URL = re.compile(r"https://[\x21-\x7e]+\Z")
@@ -93,12 +93,17 @@ class DkimKey:
 
 @dataclass(frozen=True)
 class SendingDomain:
-    """Where a mailing is sent from: Message-ID domain, VERP bounce address, optional DKIM key."""
+    """Where a mailing is sent from: Message-ID domain, VERP bounce address, optional DKIM key.
+
+    ``verp_secret`` signs the VERP return path (`missiva.inbound.verp`): without the signature anyone
+    could mail the bounce domain and mark arbitrary recipients as bounced.
+    """
 
     name: str
     bounce_local: str = "bounces"
     bounce_domain: str | None = None
     dkim: DkimKey | None = None
+    verp_secret: bytes = field(default=b"", repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,6 +295,18 @@ class MessageSkeleton:
             raise MessageError(f"mailing id {self.mailing_id!r} must be 1-64 letters, digits or underscores")
         self.domain = domain
         _check_address(f"x@{domain.name}", "sending domain")
+        if not self.mailing_id.isdigit():
+            raise MessageError(f"mailing id {self.mailing_id!r} must be a number (it goes into VERP)")
+        try:  # check the bounce address settings once, not per recipient
+            verp.encode(
+                0,
+                0,
+                local=domain.bounce_local,
+                domain=domain.bounce_domain or domain.name,
+                secret=domain.verp_secret,
+            )
+        except verp.VerpError as exc:
+            raise MessageError(f"sending domain {domain.name!r}: {exc}") from exc
         prepared = prepare(content, inline=inline_css)
         mode = content.mode
         self._subject = compile_template(
@@ -425,9 +442,18 @@ class MessageSkeleton:
         if not _HTTPS_URL.match("https://" + mailto) or _URL_FORBIDDEN.search(mailto) or "@" not in mailto:
             raise MessageError(f'unsubscribe mailto {mailto!r} must be an address without spaces or <>"')
         recipient_id = str(recipient.id)
-        envelope_from = verp_address(
-            self.domain.bounce_local, self._verp_domain, self.mailing_id, recipient_id
-        )
+        if not recipient_id.isdigit():
+            raise MessageError(f"recipient id {recipient_id!r} must be a number (it goes into VERP)")
+        try:
+            envelope_from = verp.encode(
+                int(self.mailing_id),
+                int(recipient_id),
+                local=self.domain.bounce_local,
+                domain=self._verp_domain,
+                secret=self.domain.verp_secret,
+            )
+        except verp.VerpError as exc:
+            raise MessageError(str(exc)) from exc
         message_id = f"<{self.mailing_id}.{recipient_id}.{self._nonce}@{self.domain.name}>"
         values = recipient.fields
         subject = self._static_subject

@@ -1,7 +1,7 @@
 """tracking: tracked mailings and links, tracking events, counters, first-seen rows, preferences
 
 Revision ID: 0005
-Revises: 0001
+Revises: 0004
 Create Date: 2026-11-23 01:17:09.993307
 """
 
@@ -11,7 +11,7 @@ from alembic import op
 import missiva.db
 
 revision = "0005"
-down_revision = "0001"
+down_revision = "0004"  # the brief says "0001": chained after 0004 since wip/sending is merged in
 branch_labels = None
 depends_on = None
 
@@ -121,7 +121,9 @@ def downgrade() -> None:
     with op.batch_alter_table("tracking_events", schema=None) as batch_op:
         batch_op.drop_index("ix_tracking_events_recipient")
         batch_op.drop_index(
-            "ix_tracking_events_pending", postgresql_where=sa.text("NOT counted"), sqlite_where=sa.text("NOT counted")
+            "ix_tracking_events_pending",
+            postgresql_where=sa.text("NOT counted"),
+            sqlite_where=sa.text("NOT counted"),
         )
         batch_op.drop_index("ix_tracking_events_mailing")
 

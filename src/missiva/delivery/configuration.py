@@ -1,0 +1,96 @@
+"""Sending settings read from MISSIVA_* variables: domains, relays, batch sizes, retries.
+
+Kept apart from `missiva.config.Settings` (the core's) so the sending engine owns its knobs; tests and
+benchmarks override them with `configure`. See docs/configuration.md, section "Sending".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs
+
+from missiva import runtime
+from missiva.delivery.smtp import Relay, RelayConfigError
+
+
+@dataclass(frozen=True)
+class SendingConfig:
+    """How mailings are sent; every field has a working default for a single machine."""
+
+    sending_domain: str = "localhost"
+    bounce_domain: str = "bounces.localhost"
+    bounce_local: str = "bounces"
+    relays: tuple[Relay, ...] = field(default_factory=tuple)
+    # Rows claimed (and marked `sending`) per transaction: after a crash at most about two chunks
+    # plus the pool's window are uncertain.
+    chunk: int = 200
+    max_attempts: int = 5
+    retry_base: float = 60.0
+    dkim_selector: str | None = None
+    dkim_key_file: str | None = None
+
+
+def parse_relays(value: str | None) -> tuple[Relay, ...]:
+    """Relays from ``URL[#weight=W&max=N], URL...``; raises RelayConfigError naming the bad entry.
+
+    The options ride in the URL fragment because the query belongs to the relay URL itself
+    (``?starttls=1``).
+    """
+    relays = []
+    for raw in (value or "").split(","):
+        entry = raw.strip()
+        if not entry:
+            continue
+        url, _, options = entry.partition("#")
+        opts = {k.lower(): v[-1] for k, v in parse_qs(options).items()}
+        unknown = set(opts) - {"weight", "max"}
+        if unknown:
+            raise RelayConfigError(f"relay {url!r}: unknown option(s) {', '.join(sorted(unknown))}")
+        try:
+            weight = float(opts.get("weight", 1))
+            max_connections = int(opts.get("max", 10))
+        except ValueError as exc:
+            raise RelayConfigError(f"relay {url!r}: bad weight or max: {exc}") from exc
+        relays.append(Relay(url, weight=weight, max_connections=max_connections))
+    return tuple(relays)
+
+
+def from_env(env: dict[str, str] | None = None) -> SendingConfig:
+    """The configuration in `env` (default: the process environment and the core settings)."""
+    env = dict(os.environ if env is None else env)
+    smtp_url = env.get("MISSIVA_SMTP_URL") or runtime.settings().smtp_url
+    return SendingConfig(
+        sending_domain=env.get("MISSIVA_SENDING_DOMAIN") or "localhost",
+        bounce_domain=env.get("MISSIVA_BOUNCE_DOMAIN") or "bounces.localhost",
+        bounce_local=env.get("MISSIVA_BOUNCE_LOCAL") or "bounces",
+        relays=parse_relays(smtp_url),
+        chunk=int(env.get("MISSIVA_SEND_CHUNK") or 200),
+        max_attempts=int(env.get("MISSIVA_SEND_MAX_ATTEMPTS") or 5),
+        retry_base=float(env.get("MISSIVA_SEND_RETRY_BASE") or 60),
+        dkim_selector=env.get("MISSIVA_DKIM_SELECTOR") or None,
+        dkim_key_file=env.get("MISSIVA_DKIM_KEY_FILE") or None,
+    )
+
+
+_current: SendingConfig | None = None
+
+
+def configure(config: SendingConfig | None) -> None:
+    """Make `config` the process's sending configuration (None: read the environment again)."""
+    global _current
+    _current = config
+
+
+def current() -> SendingConfig:
+    """The configured sending settings."""
+    return _current or from_env()
+
+
+def derived_secret(purpose: str) -> bytes:
+    """A key for one purpose (VERP, unsubscribe links) derived from MISSIVA_SECRET_KEY.
+
+    Separate keys per purpose mean a token of one kind can never be replayed as another.
+    """
+    return hashlib.sha256(f"missiva:{purpose}:{runtime.settings().secret_key}".encode()).digest()

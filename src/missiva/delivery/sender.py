@@ -1,0 +1,267 @@
+"""The sending pipeline of one mailing in one process: ledger -> render -> SMTP pool -> ledger.
+
+    claim chunk (rows -> `sending`, commit) -> render each row from the compiled skeleton ->
+    pool.send_stream (pipelined sessions, bounded window) -> outcomes buffered -> record chunk
+    (state, reply, counters, hard-bounce suppression; commit)
+
+Database work runs in threads so SMTP I/O keeps flowing while a chunk is claimed or recorded. Several
+processes may run this on the same mailing: each claims disjoint rows. A run ends when the mailing
+is paused/cancelled, finished, or only has rows waiting for a later retry (`Outcome.resume_at`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from missiva import runtime
+from missiva.db import Database, utcnow
+from missiva.delivery import audience_resolution, ledger, unsubscribe_tokens
+from missiva.delivery.configuration import SendingConfig, current, derived_secret
+from missiva.delivery.models import Mailing, MailingStatus
+from missiva.delivery.smtp import MailTransport, SendJob, SendResult, SendStatus, open_transport
+from missiva.delivery.smtp.result import no_reply
+from missiva.errors import InvalidInput
+from missiva.messages import service as messages
+from missiva.messages.mime import DkimKey, MessageError, MessageSkeleton, Recipient, SendingDomain
+from missiva.messages.templating import TemplateError
+
+log = logging.getLogger(__name__)
+SHORT_WAIT = 3.0  # seconds a run waits in place for a retry or throttle window instead of ending
+
+
+class MailingNotSendable(InvalidInput):
+    """The mailing cannot be sent as configured (no https base URL, no sender, bad template)."""
+
+    code = "not_sendable"
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """How a run ended: the mailing's status, and when to run again if rows wait for later."""
+
+    status: str
+    resume_at: datetime | None = None
+    sent: int = 0
+
+
+def sending_domain(config: SendingConfig) -> SendingDomain:
+    """The envelope/Message-ID domain with its signed-VERP secret and optional DKIM key."""
+    dkim = None
+    if config.dkim_selector and config.dkim_key_file:
+        dkim = DkimKey(config.dkim_selector, Path(config.dkim_key_file).read_bytes())
+    return SendingDomain(
+        config.sending_domain,
+        bounce_local=config.bounce_local,
+        bounce_domain=config.bounce_domain,
+        dkim=dkim,
+        verp_secret=derived_secret("verp"),
+    )
+
+
+def unsubscribe_base() -> str:
+    """The https base of one-click links; RFC 8058 one-click is honoured over https only."""
+    base = runtime.settings().base_url
+    if not base.startswith("https://"):
+        raise MailingNotSendable(
+            f"MISSIVA_BASE_URL must be an https URL for List-Unsubscribe one-click (got {base!r})",
+            field="base_url",
+        )
+    return base
+
+
+def compile_mailing(db: Database, mailing: Mailing, config: SendingConfig) -> MessageSkeleton:
+    """Compile the mailing's message snapshot once for the whole run."""
+    if not mailing.content:
+        raise MailingNotSendable("the mailing has no message content", field="message_id")
+    with db.session() as session:
+        fields = messages.field_map(session, mailing.account_id)
+    return messages.compile_snapshot(
+        mailing.content, fields, mailing_id=mailing.id, domain=sending_domain(config)
+    )
+
+
+def default_transport(config: SendingConfig) -> MailTransport:
+    """The relay pool from the configuration, or the Maildir outbox when there is no relay."""
+    return open_transport(list(config.relays), runtime.settings().data_dir / "outbox")
+
+
+class MailingSender:
+    """Sends one mailing from its ledger until it is done, stopped, or waiting for retries."""
+
+    def __init__(
+        self,
+        db: Database,
+        mailing_id: int,
+        *,
+        config: SendingConfig | None = None,
+        transport: MailTransport | None = None,
+    ) -> None:
+        self.db = db
+        self.mailing_id = mailing_id
+        self.config = config or current()
+        self._transport = transport
+        self.sent = 0
+
+    async def run(self) -> RunOutcome:
+        """Send until the mailing finishes, pauses, is cancelled, or only has later retries left."""
+        mailing = await asyncio.to_thread(self._prepare)
+        if mailing.status != MailingStatus.RUNNING:
+            return RunOutcome(mailing.status)
+        skeleton = compile_mailing(self.db, mailing, self.config)
+        base = unsubscribe_base()
+        transport = self._transport or default_transport(self.config)
+        worker = await asyncio.to_thread(self._register)
+        try:
+            await self._pipeline(mailing, skeleton, base, transport, worker)
+        finally:
+            if self._transport is None:
+                await transport.close()
+            await asyncio.to_thread(self._unregister, worker)
+        return await asyncio.to_thread(self._conclude)
+
+    # -- steps run in threads ------------------------------------------------------------------
+
+    def _prepare(self) -> Mailing:
+        audience_resolution.resolve(self.db, self.mailing_id)
+        with self.db.session() as session:
+            ledger.recover_orphans(session, self.mailing_id)
+            mailing = session.get(Mailing, self.mailing_id)
+            assert mailing is not None
+            return mailing
+
+    def _register(self) -> str:
+        with self.db.session() as session:
+            return ledger.register_worker(session)
+
+    def _unregister(self, worker: str) -> None:
+        with self.db.session() as session:
+            ledger.unregister_worker(session, worker)
+
+    def _claim(self, worker: str, budget: ledger.DomainBudget | None) -> ledger.Claim:
+        with self.db.session() as session:
+            ledger.heartbeat(session, worker)
+            return ledger.claim(session, self.mailing_id, worker, self.config.chunk, domain_budget=budget)
+
+    def _record(self, mailing: Mailing, outcomes: list[ledger.Outcome]) -> None:
+        with self.db.session() as session:
+            ledger.record(
+                session,
+                mailing,
+                outcomes,
+                max_attempts=self.config.max_attempts,
+                retry_base=self.config.retry_base,
+            )
+
+    def _next_due(self) -> float | None:
+        with self.db.session() as session:
+            when = ledger.next_retry_at(session, self.mailing_id)
+        return None if when is None else when.timestamp()
+
+    def _conclude(self) -> RunOutcome:
+        with self.db.session() as session:
+            mailing = session.get(Mailing, self.mailing_id, with_for_update=True)
+            assert mailing is not None
+            if mailing.status != MailingStatus.RUNNING:
+                return RunOutcome(mailing.status, sent=self.sent)
+            if not ledger.has_active_rows(session, self.mailing_id):
+                mailing.status = MailingStatus.FINISHED
+                mailing.finished_at = utcnow()
+                return RunOutcome(mailing.status, sent=self.sent)
+            return RunOutcome(mailing.status, ledger.next_retry_at(session, self.mailing_id), sent=self.sent)
+
+    # -- the async pipeline --------------------------------------------------------------------
+
+    async def _pipeline(
+        self, mailing: Mailing, skeleton: MessageSkeleton, base: str, transport: MailTransport, worker: str
+    ) -> None:
+        failures: list[ledger.Outcome] = []
+        budget = ledger.DomainBudget(mailing.per_domain_per_minute) if mailing.per_domain_per_minute else None
+        bounce_domain = self.config.bounce_domain
+        buffer: list[ledger.Outcome] = []
+        flushing: asyncio.Task[None] | None = None
+        lock = asyncio.Lock()
+        in_flight = 0
+
+        async def flush(wait: bool = False) -> None:
+            """Record buffered outcomes in a thread; at most one recording runs at a time."""
+            nonlocal buffer, flushing, failures
+            async with lock:
+                if flushing is not None:
+                    await flushing
+                    flushing = None
+                batch = buffer + failures
+                buffer, failures = [], []
+                if batch:
+                    flushing = asyncio.create_task(asyncio.to_thread(self._record, mailing, batch))
+                if wait and flushing is not None:
+                    await flushing
+                    flushing = None
+
+        def render(row: ledger.Claimed) -> SendJob | None:
+            values = {int(k): v for k, v in row.fields.items() if str(k).isdigit()}
+            token = unsubscribe_tokens.make(mailing.id, row.recipient_id or 0)
+            try:
+                rendered = skeleton.render(
+                    Recipient(
+                        id=row.recipient_id or 0,
+                        email=row.address,
+                        unsubscribe_url=f"{base}/u/{token}",
+                        unsubscribe_mailto=unsubscribe_tokens.mailto_address(token, bounce_domain),
+                        fields=values,
+                    )
+                )
+            except (MessageError, TemplateError) as exc:
+                failures.append(ledger.Outcome(row, no_reply(SendStatus.FAILED, str(exc)[:500])))
+                return None
+            return SendJob(
+                rendered.envelope_from, rendered.recipient, rendered.data, (row, rendered.message_id)
+            )
+
+        async def jobs() -> AsyncIterator[SendJob]:
+            nonlocal in_flight
+            while True:
+                claim = await asyncio.to_thread(self._claim, worker, budget)
+                if claim.status != MailingStatus.RUNNING:
+                    return
+                if not claim.rows:
+                    if in_flight or buffer or failures:
+                        # Outcomes still to come or to record may make rows due again (4xx retries).
+                        await flush(wait=True)
+                        if in_flight:
+                            await asyncio.sleep(0.02)
+                        continue
+                    wait = claim.wait_until
+                    if wait is None:
+                        wait = await asyncio.to_thread(self._next_due)
+                    if wait is None or wait - time.time() > SHORT_WAIT:
+                        return
+                    await asyncio.sleep(max(0.01, wait - time.time()))
+                    continue
+                for row in claim.rows:
+                    job = render(row)
+                    if job is not None:
+                        in_flight += 1
+                        yield job
+
+        chunk = self.config.chunk
+        result: SendResult
+        async for job, result in transport.send_stream(jobs()):
+            in_flight -= 1
+            row, message_ref = job.ref
+            buffer.append(ledger.Outcome(row, result, message_ref))
+            if result.status is SendStatus.SENT:
+                self.sent += 1
+            if len(buffer) >= chunk:
+                await flush()
+        await flush(wait=True)
+
+
+def run_mailing(db: Database, mailing_id: int, **kwargs: object) -> RunOutcome:
+    """Run `MailingSender` to its end from synchronous code (Huey task, CLI, tests)."""
+    return asyncio.run(MailingSender(db, mailing_id, **kwargs).run())  # type: ignore[arg-type]
