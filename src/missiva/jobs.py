@@ -23,6 +23,7 @@ from missiva.db import on_commit
 from missiva.delivery import mailer, mailings, sender
 from missiva.reports import counters as tracking_counters
 from missiva.reports import recording as tracking_recording
+from missiva.reports import wiring as reports_wiring
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,7 @@ def install_listeners() -> None:
     events.add_listener(_queue_confirmation)
     mailings.set_enqueuer(lambda mailing_id: send_mailing(mailing_id))
     tracking_recording.on_recorded(_schedule_roll_up)
+    reports_wiring.install()
 
 
 install_listeners()

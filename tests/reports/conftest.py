@@ -83,3 +83,7 @@ def render_tracked(
         )
         out[recipient_id] = parse(rendered.data)
     return out
+
+
+# The sending engine's fixtures: a recording SMTP sink, https settings, an account with a list.
+from tests.delivery.conftest import _sink_server, sending, shop, sink  # noqa: E402, F401

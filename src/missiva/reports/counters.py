@@ -266,20 +266,24 @@ def roll_up(session: Session, limit: int = BATCH) -> int:
                 counts[(m, Metric.CLICKS_UNIQUE, 0)] += 1
             else:
                 counts[(m, Metric.LINK_UNIQUE, link)] += 1
-    if counts:
-        _upsert(
-            session,
-            TrackingCounter,
-            [
-                {"mailing_id": m, "metric": str(metric), "key": key, "value": n}
-                for (m, metric, key), n in sorted(counts.items())
-            ],
-            ["mailing_id", "metric", "key"],
-            "value",
-        )
+    add(session, counts)
     for listener in _listeners:
         listener(session, events)
     return len(events)
+
+
+def add(session: Session, deltas: dict[tuple[int, str, int], int]) -> None:
+    """Add to counters ((mailing, metric, key) -> n) with upserts, in a fixed order (no deadlocks)."""
+    if not deltas:
+        return
+    rows = [
+        {"mailing_id": m, "metric": str(metric), "key": key, "value": n}
+        for (m, metric, key), n in sorted(
+            deltas.items(), key=lambda item: (item[0][0], str(item[0][1]), item[0][2])
+        )
+        if n
+    ]
+    _upsert(session, TrackingCounter, rows, ["mailing_id", "metric", "key"], "value")
 
 
 def roll_up_all(db: Database, limit: int = BATCH, max_batches: int = 1000) -> int:

@@ -39,6 +39,9 @@ class Metric(StrEnum):
     CLICKS_BY_HOUR = "clicks_hour"  # key: whole hours since the mailing started
 
 
+UNSUBSCRIBED_PREFIX = "unsub:"  # + the reason: unsubscribes the mailing caused, from audience events
+
+
 class TrackingPreferences(Base):
     """An account's tracking defaults; privacy mode keeps recipients out of opens and clicks."""
 
@@ -111,7 +114,7 @@ class TrackingCounter(Base):
     __tablename__ = "tracking_counters"
 
     mailing_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    metric: Mapped[str] = mapped_column(String(16), primary_key=True)
+    metric: Mapped[str] = mapped_column(String(32), primary_key=True)
     key: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False, default=0)
     value: Mapped[int] = mapped_column(BigInteger, default=0)
 

@@ -27,7 +27,7 @@ def upgrade() -> None:
     op.create_table(
         "tracking_counters",
         sa.Column("mailing_id", sa.Integer(), autoincrement=False, nullable=False),
-        sa.Column("metric", sa.String(length=16), nullable=False),
+        sa.Column("metric", sa.String(length=32), nullable=False),
         sa.Column("key", sa.Integer(), autoincrement=False, nullable=False),
         sa.Column("value", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("mailing_id", "metric", "key", name=op.f("pk_tracking_counters")),
