@@ -18,8 +18,9 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select, text, tuple_, update
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from missiva.db import Database
@@ -35,6 +36,7 @@ from missiva.reports.models import (
 
 log = logging.getLogger(__name__)
 BATCH = 5000
+BURST_LOOKBACK = 5000  # ids before a batch searched for the start of a burst
 _LOCK_KEY = 0x4D495353  # "MISS": the roll-up's advisory lock on PostgreSQL
 _ANY = -1
 
@@ -82,63 +84,83 @@ def on_counted(listener: Callable[[Session, list[CountedEvent]], None]) -> None:
         _listeners.append(listener)
 
 
-def _upsert(
-    session: Session, model: type, rows: list[dict[str, object]], conflict: list[str], set_: str
-) -> None:
+def _insert(session: Session) -> Any:
     if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    for start in range(0, len(rows), 500):
-        stmt = insert(model).values(rows[start : start + 500])
-        stmt = stmt.on_conflict_do_update(
-            index_elements=conflict, set_={set_: getattr(model, set_) + getattr(stmt.excluded, set_)}
-        )
-        session.execute(stmt)
+    return insert
 
 
-def _insert_firsts(session: Session, rows: list[dict[str, object]]) -> list[tuple[int, str, int]]:
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
+_FIRSTS = TrackingFirst.__table__
+_COUNTERS = TrackingCounter.__table__
+_EVENTS = TrackingEvent.__table__
+
+
+_PG_FIRSTS = text(
+    "INSERT INTO tracking_firsts (mailing_id, recipient_id, kind, link, at)"
+    " SELECT * FROM unnest(CAST(:m AS integer[]), CAST(:r AS bigint[]), CAST(:k AS varchar[]),"
+    " CAST(:l AS integer[]), CAST(:at AS timestamptz[]))"
+    " ON CONFLICT DO NOTHING RETURNING mailing_id, kind, link"
+)
+_PG_COUNTERS = text(
+    "INSERT INTO tracking_counters (mailing_id, metric, key, value)"
+    " SELECT * FROM unnest(CAST(:m AS integer[]), CAST(:metric AS varchar[]), CAST(:key AS integer[]),"
+    " CAST(:value AS bigint[]))"
+    " ON CONFLICT (mailing_id, metric, key) DO UPDATE SET value = tracking_counters.value + excluded.value"
+)
+
+
+def _is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _insert_firsts(session: Session, rows: list[dict[str, Any]]) -> list[tuple[int, str, int]]:
+    """Insert first-seen rows; the (mailing, kind, link) of each one that was new.
+
+    PostgreSQL gets the whole batch as five arrays in one statement; SQLite an executemany of one
+    compiled statement (insertmanyvalues with RETURNING).
+    """
+    if _is_postgres(session):
+        params = {
+            "m": [row["mailing_id"] for row in rows],
+            "r": [row["recipient_id"] for row in rows],
+            "k": [row["kind"] for row in rows],
+            "l": [row["link"] for row in rows],
+            "at": [row["at"] for row in rows],
+        }
+        result = session.connection().execute(_PG_FIRSTS, params)
     else:
-        from sqlalchemy.dialects.sqlite import insert
-    new: list[tuple[int, str, int]] = []
-    for start in range(0, len(rows), 500):
         stmt = (
-            insert(TrackingFirst)
-            .values(rows[start : start + 500])
+            _insert(session)(_FIRSTS)
             .on_conflict_do_nothing()
-            .returning(TrackingFirst.mailing_id, TrackingFirst.kind, TrackingFirst.link)
+            .returning(_FIRSTS.c.mailing_id, _FIRSTS.c.kind, _FIRSTS.c.link)
         )
-        new.extend((m, k, link) for m, k, link in session.execute(stmt))
-    return new
+        result = session.connection().execute(stmt, rows)
+    return [(m, kind, link) for m, kind, link in result]
 
 
 def _claim(session: Session, limit: int) -> list[CountedEvent]:
     pending = (
-        select(TrackingEvent.id)
-        .where(~TrackingEvent.counted)
-        .order_by(TrackingEvent.id)
-        .limit(limit)
-        .scalar_subquery()
+        select(_EVENTS.c.id).where(~_EVENTS.c.counted).order_by(_EVENTS.c.id).limit(limit).scalar_subquery()
     )
     stmt = (
-        update(TrackingEvent)
-        .where(TrackingEvent.id.in_(pending))
+        update(_EVENTS)
+        .where(_EVENTS.c.id.in_(pending))
         .values(counted=True)
         .returning(
-            TrackingEvent.id,
-            TrackingEvent.mailing_id,
-            TrackingEvent.account_id,
-            TrackingEvent.recipient_id,
-            TrackingEvent.kind,
-            TrackingEvent.link,
-            TrackingEvent.occurred_at,
-            TrackingEvent.is_bot,
-            TrackingEvent.is_proxy,
+            _EVENTS.c.id,
+            _EVENTS.c.mailing_id,
+            _EVENTS.c.account_id,
+            _EVENTS.c.recipient_id,
+            _EVENTS.c.kind,
+            _EVENTS.c.link,
+            _EVENTS.c.occurred_at,
+            _EVENTS.c.is_bot,
+            _EVENTS.c.is_proxy,
         )
     )
-    rows = [CountedEvent(*row) for row in session.execute(stmt)]
+    rows = [CountedEvent(*row) for row in session.connection().execute(stmt)]
     rows.sort(key=lambda e: e.id)
     return rows
 
@@ -155,28 +177,34 @@ def _scanner_clicks(session: Session, events: list[CountedEvent]) -> set[int]:
         sent = delivered.get((e.mailing_id, e.recipient_id))  # type: ignore[arg-type]
         if sent is not None and e.occurred_at - sent < SCANNER_DELAY:
             flagged.add(e.id)
-    # Bursts: earlier clicks of the same recipients (already counted) around the same time count too.
-    earliest = min(e.occurred_at for e in clicks) - timedelta(seconds=1)
-    latest = max(e.occurred_at for e in clicks) + timedelta(seconds=1)
+    # Bursts: clicks of the same recipients just before this batch count too. Events of one second
+    # sit next to each other in id order, so a bounded look-back on the primary key finds them.
+    first_id = min(e.id for e in events)
     batch_ids = {e.id for e in events}
-    earlier = session.execute(
-        select(
-            TrackingEvent.id,
-            TrackingEvent.mailing_id,
-            TrackingEvent.recipient_id,
-            TrackingEvent.link,
-            TrackingEvent.occurred_at,
-        ).where(
-            tuple_(TrackingEvent.recipient_id, TrackingEvent.mailing_id).in_([(r, m) for m, r in pairs]),
-            TrackingEvent.kind == EventKind.CLICK,
-            TrackingEvent.occurred_at.between(earliest, latest),
+    earlier = (
+        session.connection()
+        .execute(
+            select(
+                _EVENTS.c.id,
+                _EVENTS.c.mailing_id,
+                _EVENTS.c.recipient_id,
+                _EVENTS.c.link,
+                _EVENTS.c.occurred_at,
+            ).where(
+                _EVENTS.c.id >= first_id - BURST_LOOKBACK,
+                _EVENTS.c.id < first_id,
+                _EVENTS.c.kind == EventKind.CLICK,
+                _EVENTS.c.recipient_id.is_not(None),
+            )
         )
-    ).all()
+        .all()
+    )
+    earlier = [row for row in earlier if (row.mailing_id, row.recipient_id) in pairs]
     by_pair: dict[tuple[int, int], list[tuple[datetime, int, int]]] = defaultdict(list)
     for event_id, m, r, link, at in earlier:
         by_pair[(m, r)].append((at, link, event_id))
-    for e in clicks:
-        if e.id not in {x[2] for x in by_pair[(e.mailing_id, e.recipient_id)]}:  # type: ignore[index]
+    for e in events:
+        if e.kind == EventKind.CLICK and (e.mailing_id, e.recipient_id) in pairs:
             by_pair[(e.mailing_id, e.recipient_id)].append((e.occurred_at, e.link, e.id))  # type: ignore[index]
     window = timedelta(seconds=1)
     for seen in by_pair.values():
@@ -201,14 +229,16 @@ def _started(session: Session, mailing_ids: Iterable[int]) -> dict[int, datetime
 
 def roll_up(session: Session, limit: int = BATCH) -> int:
     """Fold up to `limit` uncounted events into counters, in `session`'s transaction; how many."""
-    if session.get_bind().dialect.name == "postgresql":
+    if _is_postgres(session):
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
     events = _claim(session, limit)
     if not events:
         return 0
     bots = _scanner_clicks(session, events)
     if bots:
-        session.execute(update(TrackingEvent).where(TrackingEvent.id.in_(sorted(bots))).values(is_bot=True))
+        session.connection().execute(
+            update(_EVENTS).where(_EVENTS.c.id.in_(sorted(bots))).values(is_bot=True)
+        )
         events = [
             CountedEvent(
                 e.id,
@@ -274,8 +304,6 @@ def roll_up(session: Session, limit: int = BATCH) -> int:
 
 def add(session: Session, deltas: dict[tuple[int, str, int], int]) -> None:
     """Add to counters ((mailing, metric, key) -> n) with upserts, in a fixed order (no deadlocks)."""
-    if not deltas:
-        return
     rows = [
         {"mailing_id": m, "metric": str(metric), "key": key, "value": n}
         for (m, metric, key), n in sorted(
@@ -283,7 +311,21 @@ def add(session: Session, deltas: dict[tuple[int, str, int], int]) -> None:
         )
         if n
     ]
-    _upsert(session, TrackingCounter, rows, ["mailing_id", "metric", "key"], "value")
+    if not rows:
+        return
+    if _is_postgres(session):
+        params = {name: [row[column] for row in rows] for name, column in _COUNTER_COLUMNS}
+        session.connection().execute(_PG_COUNTERS, params)
+        return
+    stmt = _insert(session)(_COUNTERS)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["mailing_id", "metric", "key"],
+        set_={"value": _COUNTERS.c.value + stmt.excluded.value},
+    )
+    session.connection().execute(stmt, rows)
+
+
+_COUNTER_COLUMNS = (("m", "mailing_id"), ("metric", "metric"), ("key", "key"), ("value", "value"))
 
 
 def roll_up_all(db: Database, limit: int = BATCH, max_batches: int = 1000) -> int:

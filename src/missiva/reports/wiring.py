@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import datetime
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import BigInteger, any_, bindparam, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from missiva.delivery.models import LedgerEntry
@@ -15,13 +17,25 @@ def ledger_delivery_times(session: Session, pairs: set[tuple[int, int]]) -> dict
     """When each (mailing, recipient) was accepted by the relay, from the send ledger's unique key."""
     if not pairs:
         return {}
-    rows = session.execute(
-        select(LedgerEntry.mailing_id, LedgerEntry.recipient_id, LedgerEntry.sent_at).where(
-            tuple_(LedgerEntry.mailing_id, LedgerEntry.recipient_id).in_(sorted(pairs)),
-            LedgerEntry.sent_at.is_not(None),
+    by_mailing: dict[int, list[int]] = defaultdict(list)
+    for mailing_id, recipient_id in sorted(pairs):
+        by_mailing[mailing_id].append(recipient_id)
+    out: dict[tuple[int, int], datetime] = {}
+    postgres = session.get_bind().dialect.name == "postgresql"
+    for mailing_id, recipients in by_mailing.items():
+        # One array parameter on PostgreSQL (the unique (mailing, recipient, channel) index answers).
+        wanted = (
+            LedgerEntry.recipient_id == any_(bindparam("ids", recipients, type_=ARRAY(BigInteger)))
+            if postgres
+            else LedgerEntry.recipient_id.in_(recipients)
         )
-    )
-    return {(m, r): at for m, r, at in rows}
+        rows = session.execute(
+            select(LedgerEntry.recipient_id, LedgerEntry.sent_at).where(
+                LedgerEntry.mailing_id == mailing_id, wanted, LedgerEntry.sent_at.is_not(None)
+            )
+        )
+        out.update(((mailing_id, r), at) for r, at in rows)
+    return out
 
 
 def install() -> None:
