@@ -10,7 +10,7 @@ On PostgreSQL it then measures the report side at scale: a mailing with a 1,000,
 100,000 tracking events; how fast the roll-up folds events into counters, and how long the mailing
 report and a recipient report take.
 
-    python bench/tracking.py [--backend sqlite|postgresql|both] [--duration 4] [--runs 3]
+    python bench/tracking.py [--backend sqlite|postgresql|both] [--duration 3] [--runs 3]
 """
 
 from __future__ import annotations
@@ -248,7 +248,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
-    parser.add_argument("--duration", type=int, default=4)
+    parser.add_argument("--duration", type=int, default=3)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument(
