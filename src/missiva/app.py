@@ -17,6 +17,8 @@ from missiva.config import Settings
 from missiva.delivery import api as delivery_api
 from missiva.events import api as events_api
 from missiva.messages import api as messages_api
+from missiva.reports import api as reports_api
+from missiva.reports import endpoints as tracking_endpoints
 from missiva.tenancy import api as tenancy_api
 from missiva.web import problems
 from missiva.web.idempotency import IdempotencyMiddleware
@@ -55,6 +57,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(audience_api.router)
     app.include_router(audience_pages.router)
     app.include_router(mailup_frontend.router)
+    app.include_router(tracking_endpoints.router)
+    app.include_router(reports_api.router)
     app.include_router(messages_api.router)
     app.include_router(delivery_api.router)
     app.include_router(delivery_api.pages)

@@ -46,6 +46,10 @@ def _register_sending() -> None:
     app.add_typer(commands.messages_app, name="messages")
     app.add_typer(commands.suppressions_app, name="suppressions")
 
+    from missiva.reports.commands import report_app
+
+    app.add_typer(report_app, name="report")
+
 
 _register_sending()
 app.add_typer(webhooks_app, name="webhooks")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey, crontab
 from sqlalchemy.orm import Session
@@ -23,6 +24,9 @@ from missiva.db import on_commit
 from missiva.delivery import mailer, mailings, sender
 from missiva.events import outbox
 from missiva.events.dispatcher import Dispatcher
+from missiva.reports import counters as tracking_counters
+from missiva.reports import recording as tracking_recording
+from missiva.reports import wiring as reports_wiring
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +70,30 @@ def _queue_confirmation(session: Session, event: AudienceEvent) -> None:
     sub_id = event.data.get("subscription_id")
     if sub_id is not None:
         on_commit(session, lambda: send_confirmation(sub_id))
+
+
+@huey.task()
+def roll_up_tracking() -> int:
+    """Fold recorded opens and clicks into the mailings' counters (and their webhook events)."""
+    return tracking_counters.roll_up_all(runtime.database())
+
+
+@huey.periodic_task(crontab(minute="*"))
+def roll_up_tracking_periodically() -> int:
+    """A roll-up every minute, for events whose prompt roll-up was lost (restart, full queue)."""
+    return tracking_counters.roll_up_all(runtime.database())
+
+
+_last_roll_up = 0.0
+
+
+def _schedule_roll_up() -> None:
+    """After a tracking event: queue a roll-up, at most one a second per process."""
+    global _last_roll_up
+    now = time.monotonic()
+    if now - _last_roll_up >= 1.0:
+        _last_roll_up = now
+        roll_up_tracking.schedule(delay=1)
 
 
 @huey.task()
@@ -132,11 +160,13 @@ def _kick_dispatcher() -> None:
 
 
 def install_listeners() -> None:
-    """Hook background work onto audience events and mailing starts (idempotent)."""
+    """Hook background work onto audience events, mailing starts and tracking events (idempotent)."""
     events.add_listener(_queue_confirmation)
     mailings.set_enqueuer(lambda mailing_id: send_mailing(mailing_id))
     events.add_listener(outbox.on_audience_event)
     outbox.add_kicker(_kick_dispatcher)
+    tracking_recording.on_recorded(_schedule_roll_up)
+    reports_wiring.install()
 
 
 install_listeners()

@@ -31,6 +31,7 @@ from missiva.errors import InvalidInput
 from missiva.messages import service as messages
 from missiva.messages.mime import DkimKey, MessageError, MessageSkeleton, Recipient, SendingDomain
 from missiva.messages.templating import TemplateError
+from missiva.reports import plan as tracking_plan
 
 log = logging.getLogger(__name__)
 SHORT_WAIT = 3.0  # seconds a run waits in place for a retry or throttle window instead of ending
@@ -89,8 +90,23 @@ def compile_mailing(db: Database, mailing: Mailing, config: SendingConfig) -> Me
         raise MailingNotSendable("the mailing has no message content", field="message_id")
     with db.session() as session:
         fields = messages.field_map(session, mailing.account_id)
+        # Open and click tracking: links become per-recipient slots (missiva.reports.plan).
+        tracking = tracking_plan.prepare_mailing(
+            session,
+            mailing_id=mailing.id,
+            account_id=mailing.account_id,
+            html=mailing.content.get("html"),
+            text=mailing.content.get("text"),
+        )
+    snapshot = mailing.content
+    if tracking is not None:
+        snapshot = {**snapshot, "html": tracking.content.html, "text": tracking.content.text}
     return messages.compile_snapshot(
-        mailing.content, fields, mailing_id=mailing.id, domain=sending_domain(config)
+        snapshot,
+        fields,
+        mailing_id=mailing.id,
+        domain=sending_domain(config),
+        link_values=tracking.link_values if tracking is not None else None,
     )
 
 

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import html
 import re
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import encode_rfc2231, formataddr, formatdate
 
@@ -37,6 +38,9 @@ _URL_FORBIDDEN = re.compile(r'[<>"\\]')
 _CONTENT_TYPE = re.compile(r"[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*\Z")
 _LINE_BREAKS = re.compile(r"[\r\n\t\x0b\x0c]+")
 _ID = re.compile(r"[A-Za-z0-9_]{1,64}\Z")
+# A link slot: a URL the skeleton replaces per recipient (click tracking, open pixel). It looks like a
+# URL so CSS inlining and the HTML-to-text conversion carry it through like any other link.
+_LINK_SLOT = re.compile(r"https://slot-(\d{1,5})\.link\.missiva\.invalid/")
 DKIM_HEADERS = (
     b"from",
     b"reply-to",
@@ -54,6 +58,30 @@ DKIM_HEADERS = (
 
 class MessageError(ValueError):
     """A message cannot be built: bad sender configuration or unusable recipient data."""
+
+
+LinkValues = Callable[[str | int], Sequence[str]]
+
+
+def link_slot(index: int) -> str:
+    """The placeholder URL for link slot `index`, filled per recipient from the skeleton's `link_values`.
+
+    Put it into the content before compiling (e.g. as an ``href``): the skeleton replaces it with
+    ``link_values(recipient.id)[index]`` in every part, without parsing anything per recipient.
+    """
+    return f"https://slot-{index}.link.missiva.invalid/"
+
+
+def _link_pieces(text: str) -> list[str | int]:
+    """`text` split at link slots: literal text and slot indexes, alternating, text first and last."""
+    pieces: list[str | int] = []
+    position = 0
+    for match in _LINK_SLOT.finditer(text):
+        pieces.append(text[position : match.start()])
+        pieces.append(int(match.group(1)))
+        position = match.end()
+    pieces.append(text[position:])
+    return pieces
 
 
 @dataclass(frozen=True)
@@ -170,28 +198,57 @@ class _BodyPart:
             b"Content-Transfer-Encoding: " + encoding + b"\r\n"
         )
         self.template = template
+        self.html = subtype == "html"
+        slots = [int(index) for index in _LINK_SLOT.findall(source)]
+        # How many link values a recipient must bring (0: the part has no link slots).
+        self.link_count = max(slots) + 1 if slots else 0
         self.static: bytes | None = None
         self._merge: MergeTemplate | None = None
+        self._linked: list[list[bytes | int]] = []
         if isinstance(template, MergeTemplate):
-            if not template.slots:
+            if not template.slots and not slots:
                 self.static = self.encode(template.render("", {}))
             elif not self.base64:
                 self._merge = template
                 self._chunks = [_quoted_printable_piece(chunk) for chunk in template.chunks]
+                if slots:
+                    self._linked = [
+                        [p if isinstance(p, int) else _quoted_printable_piece(p) for p in _link_pieces(chunk)]
+                        for chunk in template.chunks
+                    ]
 
-    def body(self, email: str, values: Mapping[int, object]) -> bytes:
-        """The encoded part for one recipient."""
+    def body(self, email: str, values: Mapping[int, object], links: Sequence[str] = ()) -> bytes:
+        """The encoded part for one recipient; `links` fill the link slots."""
         if self.static is not None:
             return self.static
+        if self.link_count and self.html:
+            links = [html.escape(link) for link in links]
         if self._merge is not None:
-            chunks = self._chunks
             encoded = [_quoted_printable_piece(value) for value in self._merge.unique_values(email, values)]
+            if self._linked:
+                return self._body_with_links(encoded, links)
+            chunks = self._chunks
             out = [chunks[0]]
             for index, unique in enumerate(self._merge.order, 1):
                 out.append(encoded[unique])
                 out.append(chunks[index])
             return b"".join(out)
-        return self.encode(self.template.render(email, values))
+        text = self.template.render(email, values)
+        if self.link_count:
+            text = _LINK_SLOT.sub(lambda match: links[int(match.group(1))], text)
+        return self.encode(text)
+
+    def _body_with_links(self, encoded: list[bytes], links: Sequence[str]) -> bytes:
+        link_bytes = [_quoted_printable_piece(link) for link in links]
+        out: list[bytes] = []
+        chunks = self._linked
+        order = self._merge.order if self._merge is not None else ()
+        for index, chunk in enumerate(chunks):
+            if index:
+                out.append(encoded[order[index - 1]])
+            for piece in chunk:
+                out.append(link_bytes[piece] if isinstance(piece, int) else piece)
+        return b"".join(out)
 
 
 def _attachment_bytes(attachment: Attachment) -> bytes:
@@ -229,8 +286,12 @@ class MessageSkeleton:
         feedback_id: str | None = None,
         shared: Mapping[str, object] | None = None,
         inline_css: bool = True,
+        link_values: LinkValues | None = None,
     ) -> None:
-        """Compile templates and encode the static parts; raises `TemplateError` or `MessageError`."""
+        """Compile templates and encode the static parts; raises `TemplateError` or `MessageError`.
+
+        `link_values` gives a recipient's URLs for the content's link slots (see `link_slot`).
+        """
         self.mailing_id = str(mailing_id)
         if not _ID.match(self.mailing_id):
             raise MessageError(f"mailing id {self.mailing_id!r} must be 1-64 letters, digits or underscores")
@@ -281,6 +342,10 @@ class MessageSkeleton:
             )
             parts.append(_BodyPart(html_template, "html", prepared.html))
         self._parts = parts
+        self._link_count = max(part.link_count for part in parts)
+        if self._link_count and link_values is None:
+            raise MessageError("the content has link slots but no link values were given")
+        self._link_values = link_values
         self._nonce = secrets.token_hex(4)
         self._verp_domain = domain.bounce_domain or domain.name
         self._dkim = domain.dkim
@@ -397,6 +462,12 @@ class MessageSkeleton:
         if subject is None:
             subject = encode_header_text(self._subject.render(email, values))
         parts = self._parts
+        links: Sequence[str] = ()
+        if self._link_count:
+            assert self._link_values is not None
+            links = self._link_values(recipient.id)
+            if len(links) < self._link_count:
+                raise MessageError(f"{len(links)} link values given for {self._link_count} link slots")
         chunks = [
             b"Date: ",
             self._now(),
@@ -416,11 +487,11 @@ class MessageSkeleton:
             recipient_id.encode(),
             b"\r\n",
             self._static_headers,
-            parts[0].body(email, values),
+            parts[0].body(email, values, links),
             self._separators[0],
         ]
         if len(parts) > 1:
-            chunks.append(parts[1].body(email, values))
+            chunks.append(parts[1].body(email, values, links))
             chunks.append(self._separators[1])
         data = b"".join(chunks)
         if self._dkim is not None:
@@ -436,8 +507,15 @@ def compile_message(
     fields: FieldMap = EMPTY_FIELDS,
     feedback_id: str | None = None,
     shared: Mapping[str, object] | None = None,
+    link_values: LinkValues | None = None,
 ) -> MessageSkeleton:
     """Compile a message for a mailing; see `MessageSkeleton`."""
     return MessageSkeleton(
-        content, mailing_id=mailing_id, domain=domain, fields=fields, feedback_id=feedback_id, shared=shared
+        content,
+        mailing_id=mailing_id,
+        domain=domain,
+        fields=fields,
+        feedback_id=feedback_id,
+        shared=shared,
+        link_values=link_values,
     )

@@ -21,7 +21,7 @@ from missiva.audience.lists import get_list, list_fields
 from missiva.audience.models import MailingList
 from missiva.errors import InvalidInput, NotFound
 from missiva.messages.content import Attachment, ContentError, MessageContent
-from missiva.messages.mime import MessageError, MessageSkeleton, Recipient, SendingDomain
+from missiva.messages.mime import LinkValues, MessageError, MessageSkeleton, Recipient, SendingDomain
 from missiva.messages.models import Message
 from missiva.messages.templating import FieldMap, TemplateError
 
@@ -107,11 +107,25 @@ def message_content(snapshot: dict[str, Any]) -> MessageContent:
 
 
 def compile_snapshot(
-    snapshot: dict[str, Any], fields: FieldMap, *, mailing_id: int = 0, domain: SendingDomain = _CHECK_DOMAIN
+    snapshot: dict[str, Any],
+    fields: FieldMap,
+    *,
+    mailing_id: int = 0,
+    domain: SendingDomain = _CHECK_DOMAIN,
+    link_values: LinkValues | None = None,
 ) -> MessageSkeleton:
-    """Compile a snapshot; template and content problems become InvalidInput naming what is wrong."""
+    """Compile a snapshot; template and content problems become InvalidInput naming what is wrong.
+
+    `link_values` fills the link slots tracking put into the content (`missiva.reports.plan`).
+    """
     try:
-        return MessageSkeleton(message_content(snapshot), mailing_id=mailing_id, domain=domain, fields=fields)
+        return MessageSkeleton(
+            message_content(snapshot),
+            mailing_id=mailing_id,
+            domain=domain,
+            fields=fields,
+            link_values=link_values,
+        )
     except TemplateError as exc:
         raise TemplateInvalid(exc) from None
     except (ContentError, MessageError) as exc:
