@@ -20,6 +20,7 @@ from missiva.db import on_commit, utcnow
 from missiva.delivery import audience_resolution
 from missiva.delivery.models import LedgerEntry, LedgerState, Mailing, MailingKind, MailingStatus
 from missiva.delivery.sms import content as sms_content
+from missiva.delivery.sms import transports as sms_transports
 from missiva.errors import Conflict, InvalidInput, NotFound
 from missiva.messages import service as messages
 
@@ -135,6 +136,7 @@ def start(session: Session, account_id: int, mailing_id: int, *, at: datetime | 
         raise InvalidInput("the mailing's message was deleted", field="message_id")
     if message.channel == "sms":
         mailing.content = sms_content.snapshot(session, message)  # a sender id must be known
+        sms_transports.require(session, account_id)
     else:
         lst = session.get(MailingList, mailing.list_id)
         mailing.content = messages.content_of(message, lst)

@@ -29,6 +29,7 @@ from missiva.delivery.models import (
 )
 from missiva.delivery.sms import content as sms_content
 from missiva.delivery.sms import settings as sms_settings
+from missiva.delivery.sms import transports as sms_transports
 from missiva.delivery.sms.content import SmsTemplate
 from missiva.errors import InvalidInput
 from missiva.messages import service as messages
@@ -116,6 +117,7 @@ def send(
         address = identity(session, account_id, None, str(values.get("to") or "")).mobile or ""
         content, list_id = _sms_content(session, account_id, values)
         SmsTemplate(content, fields)  # template errors now, not in the sender
+        sms_transports.require(session, account_id)
     elif channel == "email":
         address = normalise_email(str(values.get("to") or ""))
         content, list_id = _content(session, account_id, values)

@@ -266,6 +266,19 @@ def list_for(session: Session, account_id: int) -> list[SmsTransportConfig]:
     )
 
 
+def require(session: Session, account_id: int) -> None:
+    """NoTransport unless the account has an enabled transport (checked before an SMS is queued)."""
+    found = session.scalar(
+        select(SmsTransportConfig.id)
+        .where(SmsTransportConfig.account_id == account_id, SmsTransportConfig.enabled.is_(True))
+        .limit(1)
+    )
+    if found is None:
+        raise NoTransport(
+            "the account has no enabled SMS transport (POST /api/v1/sms/transports)", field="transports"
+        )
+
+
 def view(row: SmsTransportConfig) -> dict[str, Any]:
     """The API view: settings and the names of the secrets that are set, never their values."""
     secret_names = sorted(decrypt_secrets(row)) if row.secret else []
@@ -321,7 +334,9 @@ async def open_for_account(
     """
     loaded = [(r, s) for r, s in await asyncio.to_thread(_load, db, account_id) if r.kind in kinds]
     if not loaded:
-        raise NoTransport("the account has no enabled SMS transport (POST /api/v1/sms/transports)")
+        raise NoTransport(
+            "the account has no enabled SMS transport (POST /api/v1/sms/transports)", field="transports"
+        )
     routes: list[Route] = []
     closers: list[Callable[[], Awaitable[None]]] = []
     id_types: dict[str, str] = {}
