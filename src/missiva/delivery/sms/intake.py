@@ -21,9 +21,19 @@ MAX_BATCH = 500
 class EventIntake:
     """Receipts and inbound messages of one account, committed in batches."""
 
-    def __init__(self, db: Database, account_id: int, receipt_id_types: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        account_id: int,
+        receipt_id_types: dict[str, str] | None = None,
+        *,
+        match: bool = True,
+    ) -> None:
         self.db = db
         self.account_id = account_id
+        # A sender matches receipts itself after recording each chunk of parts; matching here too
+        # would rescan the receipts that wait for parts not yet recorded at every batch.
+        self.match = match
         self.receipt_id_types = dict(receipt_id_types or {})
         self.receipts = 0
         self.inbound = 0
@@ -64,7 +74,8 @@ class EventIntake:
                 receipt_matching.store(
                     session, self.account_id, receipts, lambda name: self.receipt_id_types.get(name, "same")
                 )
-                receipt_matching.apply_pending(session, self.account_id)
+                if self.match:
+                    receipt_matching.apply_pending(session, self.account_id)
             for message in messages:
                 inbound.handle(session, self.account_id, message)
         self.receipts += len(receipts)

@@ -104,7 +104,7 @@ class SmsReceipt(Base):
     err: Mapped[str | None] = mapped_column(String(32))
     recipient: Mapped[str] = mapped_column(String(20), default="")
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    ledger_id: Mapped[int | None] = mapped_column(BigId)
+    # When it was matched to its part (or set aside as an orphan); None while it waits.
     applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 

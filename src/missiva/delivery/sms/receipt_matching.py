@@ -85,7 +85,7 @@ def store(
             }
         )
     if rows:
-        session.execute(insert(SmsReceipt), rows)
+        session.execute(insert(SmsReceipt.__table__), rows)
     return len(rows)
 
 
@@ -106,7 +106,7 @@ def record_parts(
         for index, smsc_id in enumerate(ids, 1)
     ]
     if rows:
-        session.execute(insert(SmsPart), rows)
+        session.execute(insert(SmsPart.__table__), rows)
         session.execute(
             update(Mailing).where(Mailing.id == mailing.id).values(segments=Mailing.segments + len(rows)),
             execution_options={"synchronize_session": False},
@@ -159,29 +159,41 @@ def apply_pending(session: Session, account_id: int, *, limit: int = 5000) -> in
     ):
         parts[smsc_id] = (part_id, ledger_id, state)  # the latest part wins if an SMSC reuses ids
     part_updates: dict[int, str] = {}
-    applied: list[dict[str, object]] = []
+    applied: list[int] = []
     touched: set[int] = set()
     for receipt in pending:
         found = parts.get(receipt.smsc_id)
         if found is None:
             if receipt.received_at < now - ORPHAN_AFTER:
-                applied.append({"id": receipt.id, "applied_at": now, "ledger_id": None})
+                applied.append(receipt.id)
             continue
         part_id, ledger_id, state = found
         if state is None and part_id not in part_updates:
             part_updates[part_id] = receipt.state
-        applied.append({"id": receipt.id, "applied_at": now, "ledger_id": ledger_id})
+        applied.append(receipt.id)
         touched.add(ledger_id)
-    if part_updates:
+    # One UPDATE per state rather than one per row: nearly every receipt of a batch says the same.
+    for state, part_ids in _by_value(part_updates).items():
         session.execute(
-            update(SmsPart),
-            [{"id": pid, "state": state, "updated_at": now} for pid, state in part_updates.items()],
+            update(SmsPart).where(SmsPart.id.in_(part_ids)).values(state=state, updated_at=now),
+            execution_options={"synchronize_session": False},
         )
     if applied:
-        session.execute(update(SmsReceipt), applied)
+        session.execute(
+            update(SmsReceipt).where(SmsReceipt.id.in_(applied)).values(applied_at=now),
+            execution_options={"synchronize_session": False},
+        )
     if touched:
         _settle(session, touched, now)
     return len(applied)
+
+
+def _by_value(mapping: dict[int, str]) -> dict[str, list[int]]:
+    """Keys grouped by their value."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for key, value in mapping.items():
+        groups[value].append(key)
+    return groups
 
 
 def _settle(session: Session, ledger_ids: set[int], now: object) -> None:
@@ -198,16 +210,21 @@ def _settle(session: Session, ledger_ids: set[int], now: object) -> None:
             LedgerEntry.state == LedgerState.SENT,
         )
     ).all()
-    updates = []
+    settled: dict[int, str] = {}
     counts: dict[int, Counter[str]] = defaultdict(Counter)
     for row_id, mailing_id in open_rows:
         delivery = _row_delivery(by_row.get(row_id, []))
         if delivery is None:
             continue
-        updates.append({"id": row_id, "delivery": delivery, "delivered_at": now})
+        settled[row_id] = delivery
         counts[mailing_id][delivery] += 1
-    if updates:
-        session.execute(update(LedgerEntry), updates)
+    for delivery, row_ids in _by_value(settled).items():
+        session.execute(
+            update(LedgerEntry)
+            .where(LedgerEntry.id.in_(row_ids))
+            .values(delivery=delivery, delivered_at=now),
+            execution_options={"synchronize_session": False},
+        )
     for mailing_id, counter in counts.items():
         session.execute(
             update(Mailing)

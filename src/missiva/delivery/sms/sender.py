@@ -113,7 +113,7 @@ class SmsMailingSender(MailingSender):
         if mailing.status != MailingStatus.RUNNING:
             return RunOutcome(mailing.status)
         template = await asyncio.to_thread(self._compile, mailing)
-        self.intake = EventIntake(self.db, mailing.account_id)
+        self.intake = EventIntake(self.db, mailing.account_id, match=False)
         if self._sms_transport is not None:
             await self._run_with(mailing, template, self._sms_transport)
             return await asyncio.to_thread(self._conclude)

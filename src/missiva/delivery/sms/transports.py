@@ -122,6 +122,8 @@ def smpp_settings(name: str, values: Mapping[str, Any], secrets: Mapping[str, An
     for required in ("host", "port", "system_id"):
         if required not in own:
             raise TransportConfigError(f"SMPP transport needs {required}", field=f"settings.{required}")
+    # Receipts come back as fast as submits go out: let many wait on one group commit.
+    own.setdefault("inbound_concurrency", 256)
     try:
         return SmppSettings(name=name, password=str(secrets.get("password", "")), **own)
     except (TypeError, ValueError) as exc:

@@ -56,7 +56,6 @@ def upgrade() -> None:
         sa.Column("err", sa.String(length=32), nullable=True),
         sa.Column("recipient", sa.String(length=20), nullable=False),
         sa.Column("received_at", missiva.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("ledger_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("applied_at", missiva.db.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["account_id"],
