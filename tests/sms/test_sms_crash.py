@@ -28,8 +28,8 @@ CONCURRENCY = 4
 
 @pytest.fixture
 def slow_peer(tmp_path: Path):
-    """An SMSC that takes 10 ms to answer each submit_sm, so a kill lands mid-mailing."""
-    peer = PeerProcess(tmp_path / "peer.jsonl", "--password", "secret", "--stall", "0.01")
+    """An SMSC that takes 5 ms to answer each submit_sm, so a kill lands mid-mailing."""
+    peer = PeerProcess(tmp_path / "peer.jsonl", "--password", "secret", "--stall", "0.005")
     yield peer
     peer.stop()
 
@@ -43,7 +43,7 @@ def _sender(settings, mailing_id: int) -> subprocess.Popen[bytes]:
         "MISSIVA_SECRET_KEY": settings.secret_key,  # decrypts the transport's password
         "MISSIVA_SEND_CHUNK": str(CHUNK),
         "MISSIVA_SMS_CONCURRENCY": str(CONCURRENCY),
-        "MISSIVA_SMS_RECEIPT_WAIT": "2",
+        "MISSIVA_SMS_RECEIPT_WAIT": "1",
         "MISSIVA_HUEY_IMMEDIATE": "1",
     }
     return subprocess.Popen([sys.executable, "-c", RUN, str(mailing_id)], env=env, stdout=subprocess.PIPE)
@@ -52,7 +52,7 @@ def _sender(settings, mailing_id: int) -> subprocess.Popen[bytes]:
 def test_sigkill_mid_sms_mailing_then_restart_sends_everyone_once(
     settings, client, db, sms_shop, slow_peer: PeerProcess
 ) -> None:
-    numbers = [f"+39333{n:06d}1" for n in range(200)]
+    numbers = [f"+39333{n:06d}1" for n in range(120)]
     add_smpp_transport(client, sms_shop, slow_peer)
     subscribe_mobiles(db, sms_shop, numbers)
     previous = mailings._enqueue
@@ -70,7 +70,7 @@ def test_sigkill_mid_sms_mailing_then_restart_sends_everyone_once(
 
     first = _sender(settings, mailing_id)
     deadline = time.monotonic() + 30
-    while len(slow_peer.records()) < 40:
+    while len(slow_peer.records()) < 30:
         assert first.poll() is None, "the sender finished before it could be killed"
         assert time.monotonic() < deadline
         time.sleep(0.01)
