@@ -212,7 +212,7 @@ def _callback_config(session: Session, account_id: int, name: str | None) -> tup
     return transports.callback_fields(values), row.name, str(values.get("receipt_id_type", "same"))
 
 
-@public.api_route("/sms/inbound/{token}", methods=["GET", "POST"], response_model=CallbackOut)
+@public.post("/sms/inbound/{token}", response_model=CallbackOut)
 async def inbound_callback(
     token: str,
     request: Request,
@@ -226,6 +226,17 @@ async def inbound_callback(
     """
     params = await _params(request)
     return await run_in_threadpool(_handle_callback, session, token, transport, params)
+
+
+@public.get("/sms/inbound/{token}", response_model=CallbackOut)
+async def inbound_callback_get(
+    token: str,
+    request: Request,
+    transport: str | None = None,
+    session: Session = Depends(get_session),
+):
+    """The same callback for gateways that call with GET and query parameters."""
+    return await inbound_callback(token, request, transport, session)
 
 
 def _handle_callback(
