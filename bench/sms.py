@@ -1,6 +1,7 @@
 """Benchmark: submit_sm/s through the SMPP client, against a bare pipelined loop on the same peer.
 
     python bench/sms.py [--messages 20000] [--window 16] [--runs 3]
+    python bench/sms.py --mailing [--messages 5000] [--database-url URL]
 
 Starts the SMSC simulator (tests/sms/smpp_peer.py) as its own process; it answers every submit_sm
 and sends a delivery receipt for each, which the sender must acknowledge. Figure: single-part
@@ -9,6 +10,12 @@ PDU encoding, window, response matching and receipt parsing included), timed fro
 to the last submit_sm_resp. Ceiling: a bare asyncio protocol on a raw socket writing pre-encoded
 submit_sm PDUs with the same window, reading responses and acknowledging receipts, against the same
 peer in the same run. Both wait for every receipt before the next run starts. Medians of ``runs``.
+
+``--mailing`` measures the whole SMS mailing pipeline instead of the client alone: an SMS mailing to
+``messages`` subscribers (SQLite in a temporary directory unless ``--database-url``), run by
+``SmsMailingSender`` from audience resolution to the last delivery receipt settled on the ledger
+(claim, render with a merge tag, submit through the account's configured SMPP transport, record
+outcomes and part ids, store and match receipts). The ceiling is the same bare loop.
 """
 
 from __future__ import annotations
@@ -165,30 +172,162 @@ async def ceiling_run(port: int, messages: int, window: int, offset: int) -> flo
     return messages / (finished - started)
 
 
+class MailingBench:
+    """An account, a list of ``messages`` SMS subscribers and an SMPP transport to the peer."""
+
+    def __init__(self, database_url: str, data_dir: Path, port: int, messages: int, window: int) -> None:
+        from missiva import migrate, runtime
+        from missiva.config import Settings
+
+        settings = Settings.from_env(
+            {
+                "MISSIVA_DATA_DIR": str(data_dir),
+                "MISSIVA_DATABASE_URL": database_url,
+                "MISSIVA_SECRET_KEY": "bench-secret",
+                "MISSIVA_HUEY_IMMEDIATE": "1",
+            }
+        )
+        runtime.configure(settings)
+        migrate.upgrade(database_url)
+        self.db = runtime.database()
+        self.window = window
+        self._setup(port, messages)
+
+    def _setup(self, port: int, messages: int) -> None:
+        from sqlalchemy import insert, select
+
+        from missiva.audience import lists
+        from missiva.audience.models import Recipient, Subscription
+        from missiva.bootstrap import create_account
+        from missiva.db import utcnow
+        from missiva.delivery import mailings
+        from missiva.delivery.sms import settings as sms_settings
+        from missiva.delivery.sms import transports
+        from missiva.messages import service as messages_service
+
+        mailings.set_enqueuer(lambda _mailing_id: None)  # this process runs the sender itself
+        with self.db.session() as session:
+            self.account_id = create_account(session, "Bench", default_country="IT").account.id
+            lists.ensure_default_fields(session, self.account_id)
+            self.list_id = lists.create_list(session, self.account_id, "Bench", opt_in="single").id
+            sms_settings.update_list(session, self.account_id, self.list_id, {"sender_id": "Missiva"})
+            transports.create(
+                session,
+                self.account_id,
+                {
+                    "name": "peer",
+                    "kind": "smpp",
+                    "settings": {
+                        "host": "127.0.0.1",
+                        "port": port,
+                        "system_id": "bench",
+                        "window": self.window,
+                    },
+                    "secrets": {"password": "bench"},
+                },
+            )
+            now = utcnow()
+            session.execute(
+                insert(Recipient),
+                [
+                    {
+                        "account_id": self.account_id,
+                        "mobile": f"+39333{n:06d}1",  # ends in 1: the peer reports delivered
+                        "fields": {"1": f"Cliente {n}"},
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for n in range(1, messages + 1)
+                ],
+            )
+            ids = session.scalars(select(Recipient.id).where(Recipient.account_id == self.account_id)).all()
+            session.execute(
+                insert(Subscription),
+                [
+                    {
+                        "account_id": self.account_id,
+                        "recipient_id": rid,
+                        "list_id": self.list_id,
+                        "channel": "sms",
+                        "status": "subscribed",
+                        "created_at": now,
+                        "updated_at": now,
+                        "subscribed_at": now,
+                    }
+                    for rid in ids
+                ],
+            )
+            self.message_id = messages_service.create(
+                session,
+                self.account_id,
+                self.list_id,
+                {"channel": "sms", "text": "Offerta per [nome]: sconto 20% su tutto, solo oggi!"},
+            ).id
+
+    async def run(self, messages: int) -> float:
+        """Messages/s of one SMS mailing, from the sender's start to its last receipt settled."""
+        from missiva.delivery import mailings
+        from missiva.delivery.configuration import SendingConfig
+        from missiva.delivery.models import Mailing
+        from missiva.delivery.sms.sender import SmsConfig, SmsMailingSender
+
+        with self.db.session() as session:
+            mailing = mailings.create(session, self.account_id, {"message_id": self.message_id})
+            mailings.start(session, self.account_id, mailing.id)
+            mailing_id = mailing.id
+        sender = SmsMailingSender(
+            self.db,
+            mailing_id,
+            config=SendingConfig(chunk=500),
+            sms=SmsConfig(concurrency=4 * self.window, receipt_wait=120),
+        )
+        started = time.perf_counter()
+        outcome = await sender.run()
+        elapsed = time.perf_counter() - started
+        with self.db.session() as session:
+            done = session.get(Mailing, mailing_id)
+            assert done is not None
+            counts = (outcome.status, done.sent, done.delivered, done.uncertain)
+        assert counts == ("finished", messages, messages, 0), counts
+        return messages / elapsed
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description="SMPP submit_sm/s vs a bare pipelined loop")
-    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--messages", type=int)
     parser.add_argument("--window", type=int, default=16)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--mailing", action="store_true", help="the whole SMS mailing pipeline")
+    parser.add_argument("--database-url", help="with --mailing: default SQLite in a temporary directory")
     args = parser.parse_args()
+    messages = args.messages or (5_000 if args.mailing else 20_000)
     with tempfile.TemporaryDirectory() as tmp:
         peer, port = start_peer(Path(tmp) / "peer.jsonl")
         try:
+            bench = None
+            if args.mailing:
+                url = args.database_url or f"sqlite:///{Path(tmp) / 'missiva.db'}"
+                bench = MailingBench(url, Path(tmp), port, messages, args.window)
             figures, ceilings = [], []
             for run in range(args.runs):
-                offset = run * 2 * args.messages
-                figures.append(await client_run(port, args.messages, args.window, offset))
-                ceilings.append(await ceiling_run(port, args.messages, args.window, offset + args.messages))
-                print(f"run {run + 1}: client {figures[-1]:,.0f}, bare loop {ceilings[-1]:,.0f} submit_sm/s")
+                offset = run * 2 * messages
+                if bench is not None:
+                    figures.append(await bench.run(messages))
+                else:
+                    figures.append(await client_run(port, messages, args.window, offset))
+                ceilings.append(await ceiling_run(port, messages, args.window, offset + messages))
+                what = "mailing" if bench is not None else "client"
+                print(f"run {run + 1}: {what} {figures[-1]:,.0f}, bare loop {ceilings[-1]:,.0f} submit_sm/s")
             received = sum(1 for _ in (Path(tmp) / "peer.jsonl").open())
         finally:
             assert peer.stdin is not None
             peer.stdin.close()
             peer.wait(timeout=10)
-    expected = 2 * args.runs * args.messages
+    expected = 2 * args.runs * messages
     assert received == expected, f"peer recorded {received} messages, expected {expected}"
     figure, ceiling = statistics.median(figures), statistics.median(ceilings)
-    print(f"messages per run {args.messages}, window {args.window}, receipts on, medians of {args.runs}")
+    mode = "SMS mailings (ledger, render, SMPP, receipts settled)" if args.mailing else "client submits"
+    print(f"{mode}: messages per run {messages}, window {args.window}, receipts on, medians of {args.runs}")
     ratio = figure / ceiling
     print(f"bench sms: {figure:.0f} submit_sm/s; ceiling {ceiling:.0f} submit_sm/s; ratio {ratio:.2f}")
 

@@ -15,6 +15,7 @@ from missiva.audience import pages as audience_pages
 from missiva.compat.mailup import frontend as mailup_frontend
 from missiva.config import Settings
 from missiva.delivery import api as delivery_api
+from missiva.delivery.sms import api as sms_api
 from missiva.events import api as events_api
 from missiva.messages import api as messages_api
 from missiva.reports import api as reports_api
@@ -63,6 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(delivery_api.router)
     app.include_router(delivery_api.pages)
     app.include_router(events_api.router)
+    app.include_router(sms_api.router)
+    app.include_router(sms_api.public)
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> JSONResponse:

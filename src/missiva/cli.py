@@ -49,6 +49,9 @@ def _register_sending() -> None:
     from missiva.reports.commands import report_app
 
     app.add_typer(report_app, name="report")
+    from missiva.delivery.sms import commands as sms_commands
+
+    app.add_typer(sms_commands.sms_app, name="sms")
 
 
 _register_sending()
@@ -107,6 +110,7 @@ def serve(
     port: int = typer.Option(8000, help="HTTP port"),
     workers: int = typer.Option(1, help="HTTP worker processes"),
     worker: bool = typer.Option(True, help="also run the background worker in this process"),
+    sms: bool = typer.Option(True, help="also keep SMPP binds open for SMS receipts and replies"),
     bootstrap: bool = typer.Option(False, help="create a demo account on first start and print its key"),
 ) -> None:
     """Migrate, then serve the API, the MailUp frontend, public pages and the background worker."""
@@ -141,6 +145,11 @@ def serve(
 
         consumer = huey.create_consumer(workers=2, worker_type="thread", periodic=True)
         consumer.start()
+    listener = None
+    if sms:
+        from missiva.delivery.sms.commands import start_in_thread
+
+        listener = start_in_thread()
     try:
         if workers > 1:
             uvicorn.run(
@@ -156,6 +165,8 @@ def serve(
 
             uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
     finally:
+        if listener is not None:
+            listener.stop()
         if consumer is not None:
             consumer.stop(graceful=True)
         if receiver is not None:

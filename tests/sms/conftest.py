@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -184,3 +185,77 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# -- SMS mailings: an account with a list, mobile subscribers, and the peer as its SMPP transport -------
+
+
+@pytest.fixture
+def sms_shop(db, settings, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """An account (default country IT) with a single opt-in list whose SMS sender id is "Shop".
+
+    Sender runs keep their binds open up to 5 s for delivery receipts, small chunks.
+    """
+    from missiva.audience import lists
+    from missiva.delivery.sms import settings as sms_settings
+    from tests.conftest import make_account
+
+    monkeypatch.setenv("MISSIVA_SMS_RECEIPT_WAIT", "5")
+    monkeypatch.setenv("MISSIVA_SEND_CHUNK", "20")
+    acct = make_account(db, "SMS Shop", default_country="IT")
+    with db.session() as session:
+        lists.ensure_default_fields(session, acct["id"])
+        lst = lists.create_list(session, acct["id"], "Promo", opt_in="single")
+        sms_settings.update_list(
+            session, acct["id"], lst.id, {"sender_id": "Shop", "opt_out_text": "STOP al 4321"}
+        )
+        acct["list_id"] = lst.id
+    return acct
+
+
+def add_smpp_transport(client, shop: dict[str, Any], peer: PeerProcess, **overrides: Any) -> dict[str, Any]:
+    """Configure the peer as the account's SMPP transport through the API."""
+    values = {
+        "host": "127.0.0.1",
+        "port": peer.port,
+        "system_id": "missiva",
+        "window": 8,
+        "reconnect_min": 0.05,
+        "response_timeout": 3.0,
+        **overrides,
+    }
+    response = client.post(
+        "/api/v1/sms/transports",
+        headers=shop["headers"],
+        json={"name": "peer", "kind": "smpp", "settings": values, "secrets": {"password": "secret"}},
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def subscribe_mobiles(db, shop: dict[str, Any], numbers: list[str], **fields: str) -> None:
+    """Subscribe numbers to the shop's list on the SMS channel (single opt-in)."""
+    from missiva.audience import subscriptions
+
+    with db.session() as session:
+        for number in numbers:
+            subscriptions.subscribe(
+                session,
+                shop["id"],
+                shop["list_id"],
+                mobile=number,
+                channel="sms",
+                double_opt_in=False,
+                fields=fields or None,
+            )
+
+
+def sms_message(client, shop: dict[str, Any], text: str, **extra: Any) -> dict[str, Any]:
+    """Create an SMS message on the shop's list through the API."""
+    response = client.post(
+        f"/api/v1/lists/{shop['list_id']}/messages",
+        headers=shop["headers"],
+        json={"channel": "sms", "text": text, **extra},
+    )
+    assert response.status_code == 201, response.text
+    return response.json()

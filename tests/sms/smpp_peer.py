@@ -1,6 +1,6 @@
 """A small SMSC simulator for the SMS tests and benchmark, run as its own process.
 
-    python tests/sms/smpp_peer.py --port 0 --state-file F [--password P] [--drop-after N]
+    python tests/sms/smpp_peer.py --port 0 --state-file F [--password P] [--drop-after N] [--stall S]
 
 Prints the port it listens on (127.0.0.1) as its first stdout line. It binds transceivers, answers
 submit_sm, reassembles concatenated parts (8-bit or 16-bit reference UDH) and appends each complete
@@ -11,7 +11,8 @@ of the destination: 9 UNDELIV, 8 EXPIRED, 7 REJECTD, anything else DELIVRD. A de
 "000" is refused at submit time with ESME_RINVDSTADR.
 
 ``--drop-after N`` aborts the connection on the N-th submit_sm received, after recording it but before
-answering: the client wrote it and never hears back. Commands on stdin, one a line, each answered
+answering: the client wrote it and never hears back. ``--stall S`` waits S seconds before answering
+each submit_sm (a slow SMSC, so a test can act mid-mailing). Commands on stdin, one a line, each answered
 "ok" once carried out:
 
 - ``mo SOURCE DEST TEXT...`` sends a mobile-originated deliver_sm to every bound session;
@@ -54,8 +55,11 @@ DELIVERED = ("DELIVRD", 2, "000")
 class Smsc:
     """State shared by all connections: counters, partial messages, the record file."""
 
-    def __init__(self, record: TextIO, password: str | None, drop_after: int | None) -> None:
+    def __init__(
+        self, record: TextIO, password: str | None, drop_after: int | None, stall: float = 0.0
+    ) -> None:
         self.record = record
+        self.stall = stall
         self.password = password
         self.drop_after = drop_after
         self.submits = 0
@@ -167,6 +171,8 @@ class Smsc:
                 pdu = await read_pdu(reader)
                 if writer in self.muted:
                     continue
+                if self.stall and pdu.command_id == CommandId.SUBMIT_SM:
+                    await asyncio.sleep(self.stall)
                 reply = self.answer(pdu, writer, bound)
                 if reply is None:
                     return
@@ -248,9 +254,10 @@ async def main() -> None:
     parser.add_argument("--state-file", type=Path, required=True)
     parser.add_argument("--password")
     parser.add_argument("--drop-after", type=int)
+    parser.add_argument("--stall", type=float, default=0.0)
     args = parser.parse_args()
     with args.state_file.open("a", encoding="utf-8") as record:
-        smsc = Smsc(record, args.password, args.drop_after)
+        smsc = Smsc(record, args.password, args.drop_after, args.stall)
         server = await asyncio.start_server(smsc.serve, "127.0.0.1", args.port)
         print(server.sockets[0].getsockname()[1], flush=True)
         await read_commands(smsc)  # the parent closing stdin is the signal to stop

@@ -37,6 +37,7 @@ def mailing_out(m: Mailing) -> MailingOut:
     return MailingOut(
         id=m.id,
         kind=m.kind,
+        channel=m.channel,
         name=m.name,
         list_id=m.list_id,
         message_id=m.message_id,
@@ -60,6 +61,11 @@ def mailing_out(m: Mailing) -> MailingOut:
             suppressed=m.suppressed,
             cancelled=m.cancelled_count,
             suppressed_by_reason=dict(m.suppressed_by_reason or {}),
+            segments=m.segments,
+            delivered=m.delivered,
+            expired=m.expired,
+            undeliverable=m.undeliverable,
+            rejected=m.rejected,
         ),
     )
 
@@ -183,7 +189,9 @@ def _send_out(session: Session, caller: Caller, mailing_id: int) -> SendOut:
     mailing, row = transactional.status(session, caller.account_id, mailing_id)
     return SendOut(
         id=mailing.id,
+        channel=mailing.channel,
         status=row.state,
+        delivery=row.delivery,
         reason=row.reason,
         message_id=row.message_ref,
         reply_code=row.reply_code,
@@ -193,7 +201,7 @@ def _send_out(session: Session, caller: Caller, mailing_id: int) -> SendOut:
 
 @router.post("/send", response_model=SendOut, status_code=202)
 def send(body: SendIn, caller: Caller = Depends(require_caller), session: Session = Depends(get_session)):
-    """Send one message to one address now, with the suppression rules of mailings."""
+    """Send one message to one address (or one SMS to one number) now, with the rules of mailings."""
     mailing, _row = transactional.send(session, caller.account_id, body.model_dump())
     session.commit()
     return _send_out(session, caller, mailing.id)

@@ -1,12 +1,13 @@
 """Turn a mailing's audience definition into ledger rows, set-based and in keyset batches.
 
-The audience is a list (all its email subscriptions), or the members of included groups, minus the
-members of excluded groups, narrowed by a filter on fields and statuses; or explicit addresses. Each
-batch of at most `BATCH` distinct recipient ids becomes ledger rows with one INSERT ... SELECT: queued,
-or suppressed with the reason (not subscribed, unsubscribed, pending, or the suppression list's
-reason). A recipient reached twice (two included groups) gets one row; the extra entries are counted as
-duplicates. Nothing proportional to the audience is held in memory, and each batch commits with the
-mailing's `resolved_upto`, so a crash resumes where it stopped.
+The audience is a list (all its subscriptions on the mailing's channel, email or sms), or the members
+of included groups, minus the members of excluded groups, narrowed by a filter on fields and
+statuses; or explicit addresses (mobile numbers for SMS). Each batch of at most `BATCH` distinct
+recipient ids becomes ledger rows with one INSERT ... SELECT: queued, or suppressed with the reason
+(not subscribed, unsubscribed, pending, or the suppression list's reason). A recipient reached twice
+(two included groups) gets one row; the extra entries are counted as duplicates. Nothing
+proportional to the audience is held in memory, and each batch commits with the mailing's
+`resolved_upto`, so a crash resumes where it stopped.
 
 Counters: audience_size = entries in the audience (duplicates included) = queued + suppressed, and
 suppressed_by_reason adds up to suppressed.
@@ -21,22 +22,26 @@ from sqlalchemy import ColumnElement, Select, and_, case, distinct, func, litera
 from sqlalchemy.orm import Session
 
 from missiva.audience.enums import Status
-from missiva.audience.identity import normalise_email
+from missiva.audience.identity import normalise_email, normalise_mobile
 from missiva.audience.lists import fold_name, get_group
 from missiva.audience.models import GroupMember, Recipient, Subscription
 from missiva.db import Database
 from missiva.delivery.models import LedgerEntry, LedgerState, Mailing, SuppressedBecause, Suppression
-from missiva.errors import InvalidEmail, InvalidInput
+from missiva.errors import InvalidInput
+from missiva.tenancy.models import Account
 
 BATCH = 5000
 MAX_EXPLICIT = 10_000
 FIELD_OPS = ("eq", "ne", "contains", "starts_with", "empty", "not_empty")
 
 
-def validate(session: Session, account_id: int, list_id: int, audience: dict[str, Any]) -> dict[str, Any]:
+def validate(
+    session: Session, account_id: int, list_id: int, audience: dict[str, Any], *, channel: str = "email"
+) -> dict[str, Any]:
     """Check an audience definition against the account's groups and fields; the cleaned definition.
 
-    Raises InvalidInput / NotFound naming the offending part.
+    Explicit recipients are email addresses, or mobile numbers for an SMS mailing. Raises
+    InvalidInput / NotFound naming the offending part.
     """
     known = {"groups", "exclude_groups", "filter", "recipients"}
     unknown = set(audience) - known
@@ -55,9 +60,10 @@ def validate(session: Session, account_id: int, list_id: int, audience: dict[str
             raise InvalidInput("give either groups or explicit recipients, not both", field="audience")
         if len(emails) > MAX_EXPLICIT:
             raise InvalidInput(f"at most {MAX_EXPLICIT} explicit recipients", field="audience.recipients")
+        kind = "mobile numbers" if channel == "sms" else "email addresses"
         for index, email in enumerate(emails):
             if not isinstance(email, str):
-                raise InvalidInput("recipients must be email addresses", field=f"audience.recipients.{index}")
+                raise InvalidInput(f"recipients must be {kind}", field=f"audience.recipients.{index}")
         out["recipients"] = list(emails)
     filt = audience.get("filter") or {}
     if filt:
@@ -127,7 +133,9 @@ def candidates(mailing: Mailing, explicit_ids: Select[Any] | None = None) -> Sel
     else:
         rid = Subscription.recipient_id
         stmt = select(rid.label("rid")).where(
-            Subscription.list_id == list_id, Subscription.channel == "email", Subscription.status != "new"
+            Subscription.list_id == list_id,
+            Subscription.channel == mailing.channel,
+            Subscription.status != "new",
         )
     if audience.get("exclude_groups"):
         excluded = select(GroupMember.recipient_id).where(
@@ -140,7 +148,7 @@ def candidates(mailing: Mailing, explicit_ids: Select[Any] | None = None) -> Sel
             rid.in_(
                 select(Subscription.recipient_id).where(
                     Subscription.list_id == list_id,
-                    Subscription.channel == "email",
+                    Subscription.channel == mailing.channel,
                     Subscription.status.in_(filt["status"]),
                 )
             )
@@ -161,9 +169,11 @@ def _insert_ledger(session: Session, mailing: Mailing, ids: Select[Any]) -> None
     sub = Subscription
     sup = Suppression
     status = sub.status
+    channel = mailing.channel
+    address = address_column(channel)
     state = case(
         (
-            or_(status.is_(None), status != Status.SUBSCRIBED, Recipient.email.is_(None)),
+            or_(status.is_(None), status != Status.SUBSCRIBED, address.is_(None)),
             LedgerState.SUPPRESSED.value,
         ),
         (sup.reason.is_not(None), LedgerState.SUPPRESSED.value),
@@ -171,7 +181,7 @@ def _insert_ledger(session: Session, mailing: Mailing, ids: Select[Any]) -> None
     )
     reason = case(
         (
-            or_(status.is_(None), status == "new", Recipient.email.is_(None)),
+            or_(status.is_(None), status == "new", address.is_(None)),
             SuppressedBecause.NOT_SUBSCRIBED.value,
         ),
         (status == Status.UNSUBSCRIBED, SuppressedBecause.UNSUBSCRIBED.value),
@@ -184,8 +194,8 @@ def _insert_ledger(session: Session, mailing: Mailing, ids: Select[Any]) -> None
             literal(mailing.id),
             literal(mailing.account_id),
             Recipient.id,
-            literal("email"),
-            Recipient.email,
+            literal(channel),
+            address,
             state,
             reason,
             literal(0),
@@ -194,13 +204,11 @@ def _insert_ledger(session: Session, mailing: Mailing, ids: Select[Any]) -> None
         .join(Recipient, Recipient.id == ids_sub.c.rid)
         .outerjoin(
             sub,
-            and_(sub.recipient_id == Recipient.id, sub.list_id == mailing.list_id, sub.channel == "email"),
+            and_(sub.recipient_id == Recipient.id, sub.list_id == mailing.list_id, sub.channel == channel),
         )
         .outerjoin(
             sup,
-            and_(
-                sup.account_id == mailing.account_id, sup.channel == "email", sup.address == Recipient.email
-            ),
+            and_(sup.account_id == mailing.account_id, sup.channel == channel, sup.address == address),
         )
     )
     cols = ["mailing_id", "account_id", "recipient_id", "channel", "address", "state", "reason", "attempts"]
@@ -241,14 +249,22 @@ def _lock_mailing(session: Session, mailing_id: int) -> Mailing:
     ).one()
 
 
+def address_column(channel: str) -> Any:
+    """The recipient column a channel sends to: email, or the E.164 mobile number for SMS."""
+    return Recipient.mobile if channel == "sms" else Recipient.email
+
+
 def _explicit(session: Session, mailing: Mailing) -> tuple[list[str], Counter[str]]:
     """Normalised distinct explicit addresses, and the counts of duplicates and unusable addresses."""
     seen: dict[str, None] = {}
     extra: Counter[str] = Counter()
+    country = None
+    if mailing.channel == "sms":
+        country = session.scalar(select(Account.default_country).where(Account.id == mailing.account_id))
     for raw in mailing.audience.get("recipients") or []:
         try:
-            email = normalise_email(raw)
-        except InvalidEmail:
+            email = normalise_mobile(raw, country) if mailing.channel == "sms" else normalise_email(raw)
+        except InvalidInput:
             extra[SuppressedBecause.NOT_SUBSCRIBED.value] += 1
             continue
         if email in seen:
@@ -272,18 +288,19 @@ def resolve(db: Database, mailing_id: int, *, batch: int = BATCH) -> None:
             extra: Counter[str] = Counter()
             if mailing.audience.get("recipients") is not None and "recipients" in mailing.audience:
                 emails, prep = _explicit(session, mailing)
+                address = address_column(mailing.channel)
                 if mailing.resolved_upto == 0 and mailing.audience_size == 0:
                     extra = prep
                     known = set(
                         session.scalars(
-                            select(Recipient.email).where(
-                                Recipient.account_id == mailing.account_id, Recipient.email.in_(emails)
+                            select(address).where(
+                                Recipient.account_id == mailing.account_id, address.in_(emails)
                             )
                         )
                     )
                     extra[SuppressedBecause.NOT_SUBSCRIBED.value] += len(emails) - len(known)
                 explicit_ids = select(Recipient.id.label("rid")).where(
-                    Recipient.account_id == mailing.account_id, Recipient.email.in_(emails)
+                    Recipient.account_id == mailing.account_id, address.in_(emails)
                 )
             cand = candidates(mailing, explicit_ids).subquery()
             last = mailing.resolved_upto

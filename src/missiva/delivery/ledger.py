@@ -54,6 +54,7 @@ class Claimed:
     address: str
     attempts: int
     fields: dict[str, Any]
+    email: str | None = None  # the recipient's email, for [email] tags in an SMS
 
     @property
     def domain(self) -> str:
@@ -197,6 +198,7 @@ def claim(
             LedgerEntry.address,
             LedgerEntry.attempts,
             Recipient.fields,
+            Recipient.email,
         )
         .outerjoin(Recipient, Recipient.id == LedgerEntry.recipient_id)
         .where(
@@ -210,7 +212,7 @@ def claim(
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True, of=LedgerEntry)
     rows = [
-        Claimed(r.id, r.recipient_id, r.address or "", r.attempts, r.fields or {})
+        Claimed(r.id, r.recipient_id, r.address or "", r.attempts, r.fields or {}, r.email)
         for r in session.execute(stmt)
     ]
     if domain_budget is not None:

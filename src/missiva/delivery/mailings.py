@@ -19,6 +19,8 @@ from missiva.audience.models import MailingList
 from missiva.db import on_commit, utcnow
 from missiva.delivery import audience_resolution
 from missiva.delivery.models import LedgerEntry, LedgerState, Mailing, MailingKind, MailingStatus
+from missiva.delivery.sms import content as sms_content
+from missiva.delivery.sms import transports as sms_transports
 from missiva.errors import Conflict, InvalidInput, NotFound
 from missiva.messages import service as messages
 
@@ -66,7 +68,9 @@ def create(session: Session, account_id: int, values: dict[str, Any]) -> Mailing
     """A draft mailing of a stored message to an audience of the message's list."""
     message = messages.get(session, account_id, int(values["message_id"]))
     lst = get_list(session, account_id, message.list_id)
-    audience = audience_resolution.validate(session, account_id, lst.id, values.get("audience") or {})
+    audience = audience_resolution.validate(
+        session, account_id, lst.id, values.get("audience") or {}, channel=message.channel
+    )
     timezone = values.get("timezone") or "UTC"
     _zone(timezone)
     mailing = Mailing(
@@ -74,7 +78,8 @@ def create(session: Session, account_id: int, values: dict[str, Any]) -> Mailing
         list_id=lst.id,
         message_id=message.id,
         kind=MailingKind.CAMPAIGN,
-        name=values.get("name") or message.name or message.subject[:200],
+        channel=message.channel,
+        name=values.get("name") or message.name or (message.subject or message.text or "")[:200],
         status=MailingStatus.DRAFT,
         audience=audience,
         timezone=timezone,
@@ -129,9 +134,13 @@ def start(session: Session, account_id: int, mailing_id: int, *, at: datetime | 
     message = messages.get(session, account_id, mailing.message_id) if mailing.message_id else None
     if message is None:
         raise InvalidInput("the mailing's message was deleted", field="message_id")
-    lst = session.get(MailingList, mailing.list_id)
-    mailing.content = messages.content_of(message, lst)
-    messages.message_content(mailing.content)  # a sender address must be known
+    if message.channel == "sms":
+        mailing.content = sms_content.snapshot(session, message)  # a sender id must be known
+        sms_transports.require(session, account_id)
+    else:
+        lst = session.get(MailingList, mailing.list_id)
+        mailing.content = messages.content_of(message, lst)
+        messages.message_content(mailing.content)  # a sender address must be known
     if at is not None:
         when = scheduled_utc(at, mailing.timezone)
         if when > utcnow():

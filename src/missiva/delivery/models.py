@@ -3,8 +3,8 @@
 The ledger has one row per mailing x recipient x channel and is the single source of truth of a send:
 audience resolution writes it (queued, or suppressed with the reason), the sender moves each row
 through sending -> sent / hard_bounce / deferred / failed, and a crashed sender's in-flight rows
-become uncertain. Counters on the mailing are updated in the same transactions, so reports read
-one row instead of counting a million.
+become uncertain. For SMS, delivery receipts later set `delivery` on sent rows. Counters on the
+mailing are updated in the same transactions, so reports read one row instead of counting a million.
 """
 
 from __future__ import annotations
@@ -109,6 +109,12 @@ class Mailing(Base):
     uncertain: Mapped[int] = mapped_column(Integer, default=0)
     suppressed: Mapped[int] = mapped_column(Integer, default=0)
     cancelled_count: Mapped[int] = mapped_column(Integer, default=0)
+    # SMS: parts submitted, and final delivery receipts per recipient (see delivery.sms.receipts).
+    segments: Mapped[int] = mapped_column(Integer, default=0)
+    delivered: Mapped[int] = mapped_column(Integer, default=0)
+    expired: Mapped[int] = mapped_column(Integer, default=0)
+    undeliverable: Mapped[int] = mapped_column(Integer, default=0)
+    rejected: Mapped[int] = mapped_column(Integer, default=0)
     suppressed_by_reason: Mapped[dict[str, int]] = mapped_column(JSONType, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
@@ -143,6 +149,9 @@ class LedgerEntry(Base):
     message_ref: Mapped[str | None] = mapped_column(String(255))
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # SMS: what the delivery receipts said (delivered, expired, undeliverable, rejected), once final.
+    delivery: Mapped[str | None] = mapped_column(String(16))
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Suppression(Base):

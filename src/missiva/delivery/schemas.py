@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -57,11 +57,17 @@ class Counters(BaseModel):
     suppressed: int
     cancelled: int
     suppressed_by_reason: dict[str, int]
+    segments: int = Field(default=0, description="SMS parts accepted by the SMSC")
+    delivered: int = Field(default=0, description="SMS delivery receipts: delivered")
+    expired: int = 0
+    undeliverable: int = 0
+    rejected: int = 0
 
 
 class MailingOut(BaseModel):
     id: int
     kind: str
+    channel: str = "email"
     name: str
     list_id: int | None
     message_id: int | None
@@ -91,11 +97,16 @@ class LedgerRowOut(BaseModel):
     reply_text: str | None
     message_ref: str | None
     sent_at: datetime | None
+    delivery: str | None = None
+    delivered_at: datetime | None = None
 
 
 class SendIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    to: str
+    channel: Literal["email", "sms"] | None = Field(
+        default=None, description="default: the message's, or email"
+    )
+    to: str = Field(description="an email address, or a mobile number for SMS")
     message_id: int | None = None
     list_id: int | None = None
     subject: str | None = None
@@ -107,11 +118,15 @@ class SendIn(BaseModel):
     preheader: str | None = None
     mode: str = "merge"
     attachments: list[dict[str, Any]] = Field(default_factory=list)
+    sender_id: str | None = Field(default=None, max_length=16, description="SMS sender id")
+    opt_out: bool = Field(default=False, description="SMS: append the list's or account's opt-out text")
 
 
 class SendOut(BaseModel):
     id: int
+    channel: str = "email"
     status: str
+    delivery: str | None = None
     reason: str | None = None
     message_id: str | None = None
     reply_code: int | None = None

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from sqlalchemy import select
+
 from missiva import runtime
 from missiva.db import Database, utcnow
 from missiva.delivery import audience_resolution, ledger, unsubscribe_tokens
@@ -287,5 +289,15 @@ class MailingSender:
 
 
 def run_mailing(db: Database, mailing_id: int, **kwargs: object) -> RunOutcome:
-    """Run `MailingSender` to its end from synchronous code (Huey task, CLI, tests)."""
+    """Run the mailing's sender (email, or SMS by its channel) to its end from synchronous code.
+
+    Huey task, CLI and tests all come through here, so an SMS mailing gets the same scheduling,
+    pause/cancel and crash handling as an email one.
+    """
+    with db.session() as session:
+        channel = session.scalar(select(Mailing.channel).where(Mailing.id == mailing_id))
+    if channel == "sms":
+        from missiva.delivery.sms.sender import SmsMailingSender
+
+        return asyncio.run(SmsMailingSender(db, mailing_id, **kwargs).run())  # type: ignore[arg-type]
     return asyncio.run(MailingSender(db, mailing_id, **kwargs).run())  # type: ignore[arg-type]

@@ -30,6 +30,9 @@ def message_out(m: Message) -> MessageOut:
     return MessageOut(
         id=m.id,
         list_id=m.list_id,
+        channel=m.channel,
+        sender_id=m.sender_id,
+        opt_out=m.opt_out,
         name=m.name,
         subject=m.subject,
         html=m.html,

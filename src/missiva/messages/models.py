@@ -1,4 +1,4 @@
-"""Tables of the messages domain: a list's email messages (content and template mode)."""
+"""Tables of the messages domain: a list's email and SMS messages (content and template mode)."""
 
 from __future__ import annotations
 
@@ -32,6 +32,12 @@ class Message(Base):
     reply_to: Mapped[str | None] = mapped_column(String(254))
     preheader: Mapped[str | None] = mapped_column(String(500))
     mode: Mapped[str] = mapped_column(String(10), default="merge")
+    # "email", or "sms": then `text` is the SMS text, `subject` is empty and there is no html.
+    channel: Mapped[str] = mapped_column(String(5), default="email")
+    # SMS sender id (alphanumeric or number); None: the list's, then the account's.
+    sender_id: Mapped[str | None] = mapped_column(String(16))
+    # SMS: append the list's (or account's) opt-out text ("STOP al 4321").
+    opt_out: Mapped[bool] = mapped_column(default=False)
     attachments: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -16,8 +16,9 @@ class AttachmentIn(BaseModel):
 
 class MessageIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    channel: Literal["email", "sms"] = "email"
     name: str = Field(default="", max_length=200)
-    subject: str = Field(max_length=998)
+    subject: str = Field(default="", max_length=998)
     html: str | None = None
     text: str | None = None
     from_name: str = Field(default="", max_length=200)
@@ -26,6 +27,8 @@ class MessageIn(BaseModel):
     preheader: str | None = Field(default=None, max_length=500)
     mode: str = "merge"
     attachments: list[AttachmentIn] = Field(default_factory=list)
+    sender_id: str | None = Field(default=None, max_length=16, description="SMS: sender id")
+    opt_out: bool = Field(default=False, description="SMS: append the list's opt-out text")
 
 
 class MessagePatch(BaseModel):
@@ -40,6 +43,8 @@ class MessagePatch(BaseModel):
     preheader: str | None = Field(default=None, max_length=500)
     mode: str | None = None
     attachments: list[AttachmentIn] | None = None
+    sender_id: str | None = Field(default=None, max_length=16)
+    opt_out: bool | None = None
 
 
 class AttachmentOut(BaseModel):
@@ -51,6 +56,9 @@ class AttachmentOut(BaseModel):
 class MessageOut(BaseModel):
     id: int
     list_id: int
+    channel: str
+    sender_id: str | None
+    opt_out: bool
     name: str
     subject: str
     html: str | None
@@ -65,12 +73,24 @@ class MessageOut(BaseModel):
     updated_at: datetime
 
 
+class SmsAnalysisOut(BaseModel):
+    """How an SMS text will be submitted: alphabet, parts, and the characters that forced UCS-2."""
+
+    encoding: Literal["gsm7", "ucs2"]
+    segments: int
+    length: int = Field(description="septets (gsm7) or UTF-16 units (ucs2)")
+    per_segment_limit: int
+    unencodable: list[str]
+
+
 class PreviewOut(BaseModel):
-    subject: str
+    channel: str = "email"
+    subject: str | None
     from_: str = Field(alias="from")
     to: str
     html: str | None
     text: str | None
+    sms: SmsAnalysisOut | None = None
     model_config = ConfigDict(populate_by_name=True)
 
 

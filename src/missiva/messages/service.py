@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from missiva.audience.lists import get_list, list_fields
 from missiva.audience.models import MailingList
+from missiva.delivery.sms import content as sms_content
 from missiva.errors import InvalidInput, NotFound
 from missiva.messages.content import Attachment, ContentError, MessageContent
 from missiva.messages.mime import LinkValues, MessageError, MessageSkeleton, Recipient, SendingDomain
@@ -26,7 +27,19 @@ from missiva.messages.models import Message
 from missiva.messages.templating import FieldMap, TemplateError
 
 MAX_ATTACHMENTS_BYTES = 10 * 1024 * 1024
-_EDITABLE = ("name", "subject", "html", "text", "from_name", "from_email", "reply_to", "preheader", "mode")
+_EDITABLE = (
+    "name",
+    "subject",
+    "html",
+    "text",
+    "from_name",
+    "from_email",
+    "reply_to",
+    "preheader",
+    "mode",
+    "sender_id",
+    "opt_out",
+)
 _CHECK_DOMAIN = SendingDomain("example.invalid", verp_secret=b"check")
 
 
@@ -157,6 +170,9 @@ def render_sample(
 
 def check(session: Session, account_id: int, message: Message) -> None:
     """Compile and render the message once for an empty recipient; raises TemplateInvalid/InvalidInput."""
+    if message.channel == "sms":
+        sms_content.check_message(session, field_map(session, account_id), message)
+        return
     lst = session.get(MailingList, message.list_id)
     snapshot = content_of(message, lst)
     if not snapshot["from_email"]:
@@ -166,7 +182,7 @@ def check(session: Session, account_id: int, message: Message) -> None:
 
 
 def _apply(message: Message, values: dict[str, Any]) -> None:
-    nullable = ("reply_to", "preheader", "text", "html")
+    nullable = ("reply_to", "preheader", "text", "html", "sender_id")
     for key in _EDITABLE:
         if key in values and (values[key] is not None or key in nullable):
             setattr(message, key, values[key])
@@ -174,6 +190,8 @@ def _apply(message: Message, values: dict[str, Any]) -> None:
         message.attachments = check_attachments(values["attachments"])
     if message.mode not in ("merge", "jinja"):
         raise InvalidInput("mode must be 'merge' or 'jinja'", field="mode")
+    if message.channel == "sms":
+        return  # checked by sms_content.check_message
     if not (message.subject or "").strip():
         raise InvalidInput("a subject is required", field="subject")
     if not message.html and not message.text:
@@ -183,7 +201,18 @@ def _apply(message: Message, values: dict[str, Any]) -> None:
 def create(session: Session, account_id: int, list_id: int, values: dict[str, Any]) -> Message:
     """Create a checked message for a list."""
     get_list(session, account_id, list_id)
-    message = Message(account_id=account_id, list_id=list_id, subject="", mode="merge", attachments=[])
+    channel = values.get("channel") or "email"
+    if channel not in ("email", "sms"):
+        raise InvalidInput("channel must be 'email' or 'sms'", field="channel")
+    message = Message(
+        account_id=account_id,
+        list_id=list_id,
+        subject="",
+        mode="merge",
+        attachments=[],
+        channel=channel,
+        opt_out=False,
+    )
     _apply(message, values)
     check(session, account_id, message)
     session.add(message)
@@ -234,16 +263,23 @@ def preview(
     message = get(session, account_id, message_id)
     lst = session.get(MailingList, message.list_id)
     address, values = "recipient@example.com", {}
+    mobile = ""
     if recipient_id is not None:
         person = recipients.get(session, account_id, recipient_id)
         address = person.email or address
+        mobile = person.mobile or ""
         values = {int(k): v for k, v in (person.fields or {}).items() if str(k).isdigit()}
+    if message.channel == "sms":
+        fields = field_map(session, account_id)
+        email = address if recipient_id is not None else ""
+        return sms_content.preview(session, fields, message, mobile=mobile, email=email, values=values)
     snapshot = content_of(message, lst)
     snapshot["from_email"] = snapshot["from_email"] or "sender@example.invalid"
     parsed = render_sample(compile_snapshot(snapshot, field_map(session, account_id)), address, values)
     html_part = parsed.get_body(("html",))
     text_part = parsed.get_body(("plain",))
     return {
+        "channel": "email",
         "subject": str(parsed["Subject"]),
         "from": str(parsed["From"]),
         "to": address,
