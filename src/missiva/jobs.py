@@ -22,10 +22,11 @@ from missiva.audience.models import AudienceEvent, MailingList, Recipient, Subsc
 from missiva.config import Settings, get_settings
 from missiva.db import on_commit
 from missiva.delivery import mailer, mailings, sender
-from missiva.events import outbox
+from missiva.events import message_events, outbox
 from missiva.events.dispatcher import Dispatcher
 from missiva.reports import counters as tracking_counters
 from missiva.reports import recording as tracking_recording
+from missiva.reports import webhooks as reports_webhooks
 from missiva.reports import wiring as reports_wiring
 
 log = logging.getLogger(__name__)
@@ -167,6 +168,7 @@ def install_listeners() -> None:
     outbox.add_kicker(_kick_dispatcher)
     tracking_recording.on_recorded(_schedule_roll_up)
     reports_wiring.install()
+    reports_webhooks.set_publisher(message_events.publish)
 
 
 install_listeners()

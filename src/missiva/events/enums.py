@@ -50,3 +50,8 @@ class Health(StrEnum):
     FAILING = "failing"
     UNHEALTHY = "unhealthy"
     DISABLED = "disabled"
+
+
+# Opens and clicks are the highest-volume events there are: an endpoint gets them only when it names
+# them in its event types (an endpoint with no filter receives every audience event, not these).
+MESSAGE_EVENT_TYPES = ("message.opened", "message.clicked")

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from missiva.audience.models import AudienceEvent
 from missiva.db import on_commit, utcnow
 from missiva.events import mailup_format
-from missiva.events.enums import DeliveryStatus, Format
+from missiva.events.enums import MESSAGE_EVENT_TYPES, DeliveryStatus, Format
 from missiva.events.models import WebhookDelivery, WebhookEndpoint
 
 _kickers: list[Callable[[], None]] = []
@@ -110,6 +110,8 @@ def matches(target: Target, event: AudienceEvent) -> bool:
     """Whether the endpoint's type, source and list filters all let `event` through."""
     if target.event_types and event.type not in target.event_types:
         return False
+    if not target.event_types and event.type in MESSAGE_EVENT_TYPES:
+        return False  # opens and clicks only go to endpoints that ask for them
     if target.sources and event.source not in target.sources:
         return False
     return target.list_id is None or target.list_id in event_lists(event)

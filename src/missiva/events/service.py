@@ -23,7 +23,7 @@ from missiva.audience.enums import EventType, Source
 from missiva.db import utcnow
 from missiva.errors import Conflict, InvalidInput, NotFound
 from missiva.events import mailup_format, outbox, vault
-from missiva.events.enums import DeliveryStatus, Encryption, Format, HttpMethod
+from missiva.events.enums import MESSAGE_EVENT_TYPES, DeliveryStatus, Encryption, Format, HttpMethod
 from missiva.events.mailup_format import EventTypeCase
 from missiva.events.models import WebhookDelivery, WebhookEndpoint
 from missiva.events.outgoing import endpoint_context, mailup_request, signed_json
@@ -68,6 +68,8 @@ def check_url(url: str) -> str:
 
 def _check_choices(values: Iterable[str], allowed: type[Any], field: str) -> list[str]:
     known = {m.value for m in allowed}
+    if allowed is EventType:
+        known.update(MESSAGE_EVENT_TYPES)
     out = list(dict.fromkeys(str(v) for v in values))
     for value in out:
         if value not in known:
