@@ -8,6 +8,7 @@ processing recognises it by its fingerprint and does nothing twice.
 
 from __future__ import annotations
 
+import contextlib
 import imaplib
 import logging
 import re
@@ -153,10 +154,8 @@ def poll(settings: Settings, config: ImapConfig, *, on_message: Callable[[str], 
                 _check("EXPUNGE", client.expunge())
         return spooled
     finally:
-        try:
+        with contextlib.suppress(OSError, imaplib.IMAP4.error):
             client.logout()
-        except (OSError, imaplib.IMAP4.error):
-            pass
 
 
 def _take(settings: Settings, config: ImapConfig, client: imaplib.IMAP4, uid: str) -> str | None:
