@@ -20,6 +20,7 @@ from missiva.audience.models import AudienceEvent, MailingList, Recipient, Subsc
 from missiva.config import Settings, get_settings
 from missiva.db import on_commit
 from missiva.delivery import mailer, mailings, sender
+from missiva.inbound import imap_poller, processor
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,35 @@ def start_scheduled_mailings() -> list[int]:
     """Start the scheduled mailings whose time has come (checked every minute)."""
     with runtime.database().session() as session:
         return mailings.start_due(session)
+
+
+@huey.task(retries=3, retry_delay=30)
+def process_inbound(key: str) -> str | None:
+    """Process one message the inbound receiver or the IMAP poller has just spooled."""
+    result = processor.process_key(runtime.settings(), runtime.database(), key)
+    return result.action.value if result is not None else None
+
+
+def enqueue_inbound(key: str) -> None:
+    """The receiver's and the poller's callback: queue the processing of a spooled message."""
+    process_inbound(key)
+
+
+@huey.periodic_task(crontab(minute="*"))
+def sweep_inbound() -> int:
+    """Process what is still in the inbound spool (lost tasks, messages spooled while workers were down)."""
+    summary = processor.process_pending(runtime.settings(), runtime.database(), limit=10_000)
+    return summary.processed
+
+
+@huey.periodic_task(crontab(minute="*"))
+def poll_imap() -> int:
+    """Fetch bounces from the mailbox of MISSIVA_IMAP_URL, when one is configured (every minute)."""
+    settings = runtime.settings()
+    if not settings.imap_url:
+        return 0
+    config = imap_poller.ImapConfig.from_url(settings.imap_url)
+    return imap_poller.poll(settings, config, on_message=enqueue_inbound)
 
 
 def install_listeners() -> None:

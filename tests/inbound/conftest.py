@@ -19,6 +19,9 @@ from missiva.delivery.models import LedgerEntry, LedgerState, Mailing, MailingSt
 from missiva.inbound import verp
 from tests.conftest import make_account
 
+# The sending tests' SMTP sink, sending configuration and shop, for the end-to-end tests.
+from tests.delivery.conftest import _sink_server, sending, shop, sink  # noqa: F401
+
 BOUNCE_DOMAIN = "bounces.example.com"
 
 

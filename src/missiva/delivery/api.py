@@ -60,6 +60,8 @@ def mailing_out(m: Mailing) -> MailingOut:
             suppressed=m.suppressed,
             cancelled=m.cancelled_count,
             suppressed_by_reason=dict(m.suppressed_by_reason or {}),
+            soft_bounced=m.soft_bounced,
+            complaints=m.complaints,
         ),
     )
 

@@ -57,6 +57,8 @@ class Counters(BaseModel):
     suppressed: int
     cancelled: int
     suppressed_by_reason: dict[str, int]
+    soft_bounced: int = 0  # reported after delivery (bounce mails, webhooks); not part of the sum above
+    complaints: int = 0
 
 
 class MailingOut(BaseModel):
