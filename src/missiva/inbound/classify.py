@@ -170,14 +170,19 @@ def _from_ses(ses: heuristics.SesNotification) -> _Verdict:
     )
 
 
-def failure_kind(status: str | None, diagnostic: str, *, temporary: bool) -> tuple[Kind, str | None]:
+def failure_kind(
+    status: str | None, diagnostic: str, *, temporary: bool, unrecognised: Kind | None = None
+) -> tuple[Kind, str | None]:
     """Hard or soft for a failure a provider reported as data (status code and diagnostic text).
 
     Provider webhooks go through the same rules as bounce mails, so "5.7.1 blocked as spam" is soft
-    whichever way it arrives. Returns the kind and the refined enhanced status code.
+    whichever way it arrives. `unrecognised` is the provider's own verdict, used when neither a status
+    code nor a known reason says more. Returns the kind and the refined enhanced status code.
     """
     reason = smtp_status.find_reason(diagnostic)
     code = smtp_status.refine(smtp_status.best_code(diagnostic, status), reason, "4" if temporary else "5")
+    if code is None and reason is None and unrecognised is not None:
+        return unrecognised, None
     return _bounce_kind(code, diagnostic, reason, temporary), code
 
 
