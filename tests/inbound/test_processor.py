@@ -102,8 +102,9 @@ def test_every_corpus_message_leads_to_the_action_of_its_kind(db, inbound_settin
     for address in by_kind["soft"] | by_kind["autoreply"] | by_kind["unknown"]:
         assert subscription_of(db, account_id, address) == ("subscribed", None)
 
-    # The same messages again: nothing changes.
-    for name, address in zip(names, addresses, strict=True):
+    # The same messages again (one of each kind): nothing changes.
+    again = {EXPECTED[name]["kind"]: (name, address) for name, address in zip(names, addresses, strict=True)}
+    for name, address in again.values():
         raw = (DATA / name).read_bytes()
         assert _process(db, inbound_settings, raw, [sent.verp(address, inbound_settings)]).duplicate
     with db.session() as session:

@@ -68,7 +68,8 @@ def notification(
         kind = Kind.UNSUBSCRIBE  # RFC 2369: mail to the List-Unsubscribe address is the request itself
     return Notification(
         kind=kind,
-        fingerprint=actions.fingerprint(b"mail", raw),
+        # The envelope too: two recipients' bounces are never one report, even with identical bodies.
+        fingerprint=actions.fingerprint(b"mail", ",".join(sorted(r.lower() for r in rcpts)), raw),
         source=source,
         address=found.recipient,
         status=found.status,
