@@ -15,6 +15,7 @@ from missiva.audience import pages as audience_pages
 from missiva.compat.mailup import frontend as mailup_frontend
 from missiva.config import Settings
 from missiva.delivery import api as delivery_api
+from missiva.events import api as events_api
 from missiva.inbound.providers import api as inbound_api
 from missiva.messages import api as messages_api
 from missiva.tenancy import api as tenancy_api
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(messages_api.router)
     app.include_router(delivery_api.router)
     app.include_router(delivery_api.pages)
+    app.include_router(events_api.router)
     app.include_router(inbound_api.router)
     app.include_router(inbound_api.public)
 

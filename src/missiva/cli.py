@@ -29,6 +29,7 @@ lists_app = typer.Typer(help="Lists of an account.", invoke_without_command=True
 recipients_app = typer.Typer(help="Recipients of an account.", no_args_is_help=True)
 ips_app = typer.Typer(help="Caller-IP allowlist for the MailUp frontend calls.", no_args_is_help=True)
 inbound_app = typer.Typer(help="Inbound mail: bounces, complaints, unsubscribe mails.", no_args_is_help=True)
+webhooks_app = typer.Typer(help="Webhook endpoints, delivery log, dispatcher.", no_args_is_help=True)
 app.add_typer(account_app, name="account")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(lists_app, name="lists")
@@ -47,6 +48,7 @@ def _register_sending() -> None:
 
 
 _register_sending()
+app.add_typer(webhooks_app, name="webhooks")
 console = Console()
 
 JsonOpt = typer.Option(False, "--json", help="print the result as one JSON object")
@@ -432,6 +434,243 @@ def inbound_serve(
         pass
     finally:
         receiver.stop()
+
+
+# -- webhooks ------------------------------------------------------------------------------------
+
+
+def _endpoint_dict(endpoint: Any) -> dict[str, Any]:
+    from missiva.events.api import endpoint_out
+
+    return endpoint_out(endpoint).model_dump(mode="json")
+
+
+@webhooks_app.command("create")
+def webhooks_create(
+    url: str,
+    account: int = AccountOpt,
+    fmt: str = typer.Option("native", "--format", help="native or mailup"),
+    event: list[str] = typer.Option([], "--event", help="event type to send (repeat; default all)"),
+    source: list[str] = typer.Option([], "--source", help="api, console, recipient, import, system"),
+    list_id: int = typer.Option(None, "--list", help="only events of this list"),
+    description: str = typer.Option("", help="a label"),
+    param: list[str] = typer.Option([], "--param", help="MailUp parameter NAME=[Placeholder] (repeat)"),
+    method: str = typer.Option("POST", help="MailUp format: GET or POST"),
+    encryption: str = typer.Option("none", help="MailUp format: none, magento or joomla"),
+    key: str = typer.Option(None, help="MailUp format: the shared RC4 key"),
+    upper: bool = typer.Option(False, help="MailUp format: write [EventType] in upper case"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Register a webhook endpoint; prints its signing secret."""
+    from missiva.events import service
+
+    mailup = None
+    if fmt == "mailup":
+        pairs = [p.split("=", 1) for p in param]
+        if any(len(p) != 2 for p in pairs):
+            _fail("--param takes NAME=VALUE, e.g. --param customerEmail=[Email]")
+        mailup = service.MailupOptions(
+            params=pairs,
+            method=method,
+            encryption=encryption,
+            key=key,
+            event_type_case="upper" if upper else "title",
+        )
+    with _session() as session:
+        try:
+            endpoint, secret = service.create_endpoint(
+                session,
+                _account_id(session, account),
+                url=url,
+                format=fmt,
+                description=description,
+                event_types=event,
+                sources=source,
+                list_id=list_id,
+                mailup=mailup,
+            )
+            session.commit()
+        except DomainError as exc:
+            _fail(exc.message)
+        out = {**_endpoint_dict(endpoint), "secret": secret}
+    if as_json:
+        _emit(out)
+    else:
+        console.print(f"webhook {out['id']} created; signing secret: {secret}")
+
+
+@webhooks_app.command("list")
+def webhooks_list(account: int = AccountOpt, as_json: bool = JsonOpt) -> None:
+    """The account's endpoints with their health."""
+    from missiva.events import service
+
+    with _session() as session:
+        rows = [_endpoint_dict(e) for e in service.list_endpoints(session, _account_id(session, account))]
+    if as_json:
+        _emit({"webhooks": rows})
+        return
+    table = Table("id", "format", "url", "events", "health")
+    for r in rows:
+        table.add_row(str(r["id"]), r["format"], r["url"], ",".join(r["event_types"]) or "all", r["health"])
+    console.print(table)
+
+
+@webhooks_app.command("show")
+def webhooks_show(
+    endpoint_id: int,
+    account: int = AccountOpt,
+    secret: bool = typer.Option(False, "--secret", help="also print the signing secret"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """One endpoint, its health and delivery counts."""
+    from sqlalchemy import func, select
+
+    from missiva.events import service
+    from missiva.events.models import WebhookDelivery
+
+    with _session() as session:
+        account_id = _account_id(session, account)
+        try:
+            out = _endpoint_dict(service.get_endpoint(session, account_id, endpoint_id))
+            if secret:
+                out["secret"] = service.reveal_secret(session, account_id, endpoint_id)
+        except DomainError as exc:
+            _fail(exc.message)
+        counts = session.execute(
+            select(WebhookDelivery.status, func.count())
+            .where(WebhookDelivery.endpoint_id == endpoint_id)
+            .group_by(WebhookDelivery.status)
+        ).all()
+        out["deliveries"] = {status: n for status, n in counts}
+    if as_json:
+        _emit(out)
+    else:
+        for k, v in out.items():
+            console.print(f"{k:28}: {v}")
+
+
+@webhooks_app.command("deliveries")
+def webhooks_deliveries(
+    endpoint_id: int,
+    account: int = AccountOpt,
+    status: str = typer.Option(None, help="pending, delivered, dead or cancelled"),
+    limit: int = typer.Option(50),
+    as_json: bool = JsonOpt,
+) -> None:
+    """The endpoint's delivery log, newest first."""
+    from missiva.events import service
+    from missiva.events.api import delivery_out
+
+    with _session() as session:
+        try:
+            rows = [
+                delivery_out(d).model_dump(mode="json")
+                for d in service.list_deliveries(
+                    session, _account_id(session, account), endpoint_id, status=status, limit=limit
+                )
+            ]
+        except DomainError as exc:
+            _fail(exc.message)
+    if as_json:
+        _emit({"deliveries": rows})
+        return
+    table = Table("id", "webhook-id", "status", "attempts", "code", "ms", "last error")
+    for r in rows:
+        table.add_row(
+            str(r["id"]),
+            r["webhook_id"],
+            r["status"],
+            str(r["attempts"]),
+            str(r["response_code"] or ""),
+            str(r["latency_ms"] or ""),
+            (r["last_error"] or "")[:60],
+        )
+    console.print(table)
+
+
+@webhooks_app.command("redeliver")
+def webhooks_redeliver(
+    endpoint_id: int,
+    delivery_id: int = typer.Argument(None, help="one delivery; omit with --dead"),
+    dead: bool = typer.Option(False, "--dead", help="requeue every dead delivery of the endpoint"),
+    account: int = AccountOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Send a delivery again (same webhook-id), or every dead one."""
+    from missiva.events import service
+
+    if (delivery_id is None) == (not dead):
+        _fail("give a DELIVERY_ID or --dead (not both)")
+    with _session() as session:
+        account_id = _account_id(session, account)
+        try:
+            if dead:
+                count = service.redeliver_dead(session, account_id, endpoint_id)
+            else:
+                service.redeliver(session, account_id, endpoint_id, delivery_id)
+                count = 1
+            session.commit()
+        except DomainError as exc:
+            _fail(exc.message)
+    _emit({"requeued": count}) if as_json else console.print(f"requeued {count} deliveries")
+
+
+@webhooks_app.command("rotate-secret")
+def webhooks_rotate(
+    endpoint_id: int,
+    account: int = AccountOpt,
+    overlap_hours: float = typer.Option(24.0, help="hours the old secret stays valid (0: at once)"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Give the endpoint a new signing secret; both are sent during the overlap."""
+    from datetime import timedelta
+
+    from missiva.events import service
+
+    with _session() as session:
+        try:
+            rotation = service.rotate_secret(
+                session,
+                _account_id(session, account),
+                endpoint_id,
+                overlap=timedelta(hours=overlap_hours),
+            )
+            session.commit()
+        except DomainError as exc:
+            _fail(exc.message)
+    out = {"secret": rotation.secret, "previous_valid_until": rotation.previous_valid_until}
+    _emit(out) if as_json else console.print(f"new secret: {rotation.secret}")
+
+
+@webhooks_app.command("dispatch")
+def webhooks_dispatch(
+    until_idle: bool = typer.Option(False, help="stop when nothing is due instead of polling"),
+    batch_size: int = typer.Option(200),
+    concurrency: int = typer.Option(64, help="simultaneous requests"),
+    timeout: float = typer.Option(10.0, help="seconds per request"),
+    lease: float = typer.Option(60.0, help="seconds a claim lasts (at least twice the timeout)"),
+) -> None:
+    """Run a webhook dispatcher in the foreground (the worker runs one too)."""
+    import threading
+    from datetime import timedelta
+
+    from missiva.events.dispatcher import DispatchConfig, Dispatcher
+
+    settings = _settings()
+    config = DispatchConfig(
+        batch_size=batch_size, concurrency=concurrency, timeout=timeout, lease=timedelta(seconds=lease)
+    )
+    dispatcher = Dispatcher(runtime.database(), settings.secret_key, config)
+    if until_idle:
+        count = dispatcher.run_until_idle()
+    else:
+        stop = threading.Event()
+        try:
+            count = dispatcher.run_forever(stop)
+        except KeyboardInterrupt:
+            stop.set()
+            count = 0
+    console.print(f"{count} delivery attempts")
 
 
 @inbound_app.command("process")

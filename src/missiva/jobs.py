@@ -8,6 +8,7 @@ tasks inline (tests, debugging).
 from __future__ import annotations
 
 import logging
+import threading
 
 from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey, crontab
 from sqlalchemy.orm import Session
@@ -20,6 +21,8 @@ from missiva.audience.models import AudienceEvent, MailingList, Recipient, Subsc
 from missiva.config import Settings, get_settings
 from missiva.db import on_commit
 from missiva.delivery import mailer, mailings, sender
+from missiva.events import outbox
+from missiva.events.dispatcher import Dispatcher
 from missiva.inbound import imap_poller, processor
 
 log = logging.getLogger(__name__)
@@ -87,6 +90,48 @@ def start_scheduled_mailings() -> list[int]:
         return mailings.start_due(session)
 
 
+# One dispatcher loop per worker process at a time; other processes may run theirs (claims are safe).
+_dispatching = threading.Lock()
+
+
+def run_webhook_dispatcher(max_seconds: float = 50.0) -> int:
+    """Deliver due webhooks until none is due; 0 at once if this process is already doing so."""
+    if not _dispatching.acquire(blocking=False):
+        return 0
+    try:
+        return Dispatcher(runtime.database(), runtime.settings().secret_key).run_until_idle(max_seconds)
+    finally:
+        _dispatching.release()
+
+
+@huey.task()
+def dispatch_webhooks() -> int:
+    """Deliver due webhooks now (queued after each commit that wrote outbox rows)."""
+    return run_webhook_dispatcher()
+
+
+@huey.task()
+def webhooks_tick(remaining: int) -> None:
+    """Deliver what is due, then come back in a second, `remaining` more times.
+
+    Huey's periodic tasks run at most once a minute; this chain gives retries their one-second
+    resolution without holding a worker thread between runs.
+    """
+    run_webhook_dispatcher()
+    if remaining > 0:
+        webhooks_tick.schedule((remaining - 1,), delay=1)
+
+
+@huey.periodic_task(crontab(minute="*"))
+def webhooks_minute() -> None:
+    """Start this minute's chain of one-second dispatcher ticks."""
+    webhooks_tick(58)
+
+
+def _kick_dispatcher() -> None:
+    dispatch_webhooks()
+
+
 @huey.task(retries=3, retry_delay=30)
 def process_inbound(key: str) -> str | None:
     """Process one message the inbound receiver or the IMAP poller has just spooled."""
@@ -120,6 +165,8 @@ def install_listeners() -> None:
     """Hook background work onto audience events and mailing starts (idempotent)."""
     events.add_listener(_queue_confirmation)
     mailings.set_enqueuer(lambda mailing_id: send_mailing(mailing_id))
+    events.add_listener(outbox.on_audience_event)
+    outbox.add_kicker(_kick_dispatcher)
 
 
 install_listeners()

@@ -2,6 +2,7 @@
 
 from missiva.audience import models as audience_models  # noqa: F401
 from missiva.delivery import models as delivery_models  # noqa: F401
+from missiva.events import models as events_models  # noqa: F401
 from missiva.inbound import models as inbound_models  # noqa: F401
 from missiva.messages import models as messages_models  # noqa: F401
 from missiva.tenancy import models as tenancy_models  # noqa: F401

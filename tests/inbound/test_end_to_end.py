@@ -1,5 +1,6 @@
 """End to end: a mailing goes out through the delivery engine, the sink accepts everything, and then
 the bounces, a feedback-loop complaint and an unsubscribe mail come back to the inbound receiver by SMTP.
+The customer's CRM gets each unsubscription by signed webhook, with its reason.
 
 The DSNs are real samples of the corpus with the recipient replaced by ours, sent to the VERP return
 path the sender actually used for that recipient (read from the sink's MAIL FROM).
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from standardwebhooks.webhooks import Webhook
 
 from missiva import runtime
 from missiva.audience.models import AudienceEvent
@@ -25,14 +27,23 @@ from missiva.delivery import suppression
 from missiva.delivery.models import LedgerEntry
 from missiva.inbound import spool
 from missiva.inbound.receiver import Receiver
-from missiva.jobs import enqueue_inbound
+from missiva.jobs import enqueue_inbound, run_webhook_dispatcher
 from tests.delivery.conftest import received_to, subscribe_many
+from tests.events.conftest import Receiver as HttpReceiver
 
 from .conftest import BOUNCE_DOMAIN, subscription_of
 
 DATA = Path(__file__).parent.parent / "data" / "bounces"
 PEOPLE = ["good@example.org", "full@example.org", "dead1@example.org", "dead2@example.org"]
 PEOPLE += ["angry@example.org", "leaving@example.org"]
+
+
+@pytest.fixture
+def crm() -> Iterator[HttpReceiver]:
+    """The customer's webhook endpoint (a real HTTP server)."""
+    server = HttpReceiver().start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture
@@ -74,8 +85,14 @@ def _deliver(address: tuple[str, int], rcpt: str, raw: bytes) -> None:
 
 
 def test_bounces_complaints_and_unsubscribe_mails_flow_back_to_the_audience(
-    client, db, shop, sink, receiver
+    client, db, shop, sink, receiver, crm
 ) -> None:
+    hook = client.post(
+        "/api/v1/webhooks",
+        headers=shop["headers"],
+        json={"url": crm.url(), "event_types": ["subscription.unsubscribed"]},
+    )
+    assert hook.status_code == 201, hook.text
     subscribe_many(db, shop["id"], shop["list_id"], PEOPLE)
     first = _mailing(client, shop)
     assert sorted(received_to(sink)) == sorted(PEOPLE)  # the sink accepted everyone
@@ -137,6 +154,16 @@ def test_bounces_complaints_and_unsubscribe_mails_flow_back_to_the_audience(
         1,
         1,
     )
+
+    run_webhook_dispatcher()  # also nudged after each commit; this waits for whatever is still due
+    verify = Webhook(hook.json()["secret"])
+    delivered = [verify.verify(r.body, r.headers) for r in crm.wait_for(4)]
+    assert sorted((e["recipient"]["email"], e["reason"], e["mailing_id"]) for e in delivered) == [
+        ("angry@example.org", "complaint", first["id"]),
+        ("dead1@example.org", "hard_bounce", first["id"]),
+        ("dead2@example.org", "hard_bounce", first["id"]),
+        ("leaving@example.org", "list_unsubscribe", first["id"]),
+    ]
 
     sink.handler.reset()
     _mailing(client, shop)

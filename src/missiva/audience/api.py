@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Query, Response
 from sqlalchemy.orm import Session
 
 from missiva.audience import lists as lists_svc
@@ -32,7 +32,7 @@ from missiva.audience.schemas import (
     UnsubscribeIn,
 )
 from missiva.errors import DomainError
-from missiva.web.deps import Caller, get_session, require_caller
+from missiva.web.deps import Caller, CallerDep, SessionDep
 from missiva.web.problems import status_of
 
 router = APIRouter(prefix="/api/v1", tags=["audience"])
@@ -57,15 +57,13 @@ def recipient_out(session: Session, recipient: Recipient) -> RecipientOut:
 
 
 @router.get("/lists", response_model=list[ListOut])
-def get_lists(caller: Caller = Depends(require_caller), session: Session = Depends(get_session)):
+def get_lists(caller: CallerDep, session: SessionDep):
     """The account's lists."""
     return lists_svc.list_lists(session, caller.account_id)
 
 
 @router.post("/lists", response_model=ListOut, status_code=201)
-def create_list(
-    body: ListIn, caller: Caller = Depends(require_caller), session: Session = Depends(get_session)
-):
+def create_list(body: ListIn, caller: CallerDep, session: SessionDep):
     """Create a list."""
     lst = lists_svc.create_list(session, caller.account_id, **body.model_dump())
     session.commit()
@@ -73,7 +71,7 @@ def create_list(
 
 
 @router.get("/lists/{list_id}", response_model=ListOut)
-def get_list(list_id: int, caller: Caller = Depends(require_caller), session: Session = Depends(get_session)):
+def get_list(list_id: int, caller: CallerDep, session: SessionDep):
     """One list."""
     return lists_svc.get_list(session, caller.account_id, list_id)
 
@@ -82,8 +80,8 @@ def get_list(list_id: int, caller: Caller = Depends(require_caller), session: Se
 def patch_list(
     list_id: int,
     body: ListPatch,
-    caller: Caller = Depends(require_caller),
-    session: Session = Depends(get_session),
+    caller: CallerDep,
+    session: SessionDep,
 ):
     """Change a list's name, sender defaults, opt-in mode or language."""
     lst = lists_svc.update_list(session, caller.account_id, list_id, **body.model_dump(exclude_unset=True))
@@ -92,9 +90,7 @@ def patch_list(
 
 
 @router.delete("/lists/{list_id}", status_code=204)
-def delete_list(
-    list_id: int, caller: Caller = Depends(require_caller), session: Session = Depends(get_session)
-):
+def delete_list(list_id: int, caller: CallerDep, session: SessionDep):
     """Delete a list, its groups and subscriptions."""
     lists_svc.delete_list(session, caller.account_id, list_id)
     session.commit()
@@ -105,9 +101,7 @@ def delete_list(
 
 
 @router.get("/lists/{list_id}/groups", response_model=list[GroupOut])
-def get_groups(
-    list_id: int, caller: Caller = Depends(require_caller), session: Session = Depends(get_session)
-):
+def get_groups(list_id: int, caller: CallerDep, session: SessionDep):
     """The groups of a list."""
     return lists_svc.list_groups(session, caller.account_id, list_id)
 
@@ -116,8 +110,8 @@ def get_groups(
 def create_group(
     list_id: int,
     body: GroupIn,
-    caller: Caller = Depends(require_caller),
-    session: Session = Depends(get_session),
+    caller: CallerDep,
+    session: SessionDep,
 ):
     """Create a group in a list."""
     group = lists_svc.create_group(session, caller.account_id, list_id, body.name, body.notes)
@@ -126,9 +120,7 @@ def create_group(
 
 
 @router.get("/groups/{group_id}", response_model=GroupOut)
-def get_group(
-    group_id: int, caller: Caller = Depends(require_caller), session: Session = Depends(get_session)
-):
+def get_group(group_id: int, caller: CallerDep, session: SessionDep):
     """One group."""
     return lists_svc.get_group(session, caller.account_id, group_id)
 
@@ -137,8 +129,8 @@ def get_group(
 def patch_group(
     group_id: int,
     body: GroupPatch,
-    caller: Caller = Depends(require_caller),
-    session: Session = Depends(get_session),
+    caller: CallerDep,
+    session: SessionDep,
 ):
     """Rename a group or change its notes."""
     group = lists_svc.update_group(
@@ -149,9 +141,7 @@ def patch_group(
 
 
 @router.delete("/groups/{group_id}", status_code=204)
-def delete_group(
-    group_id: int, caller: Caller = Depends(require_caller), session: Session = Depends(get_session)
-):
+def delete_group(group_id: int, caller: CallerDep, session: SessionDep):
     """Delete a group (its members stay subscribed to the list)."""
     lists_svc.delete_group(session, caller.account_id, group_id)
     session.commit()
@@ -162,7 +152,7 @@ def delete_group(
 
 
 @router.get("/fields", response_model=list[FieldOut])
-def get_fields(caller: Caller = Depends(require_caller), session: Session = Depends(get_session)):
+def get_fields(caller: CallerDep, session: SessionDep):
     """The account's personal-data fields (MailUp campoN) by number."""
     return lists_svc.list_fields(session, caller.account_id)
 
@@ -171,8 +161,8 @@ def get_fields(caller: Caller = Depends(require_caller), session: Session = Depe
 def put_field(
     number: int,
     body: FieldIn,
-    caller: Caller = Depends(require_caller),
-    session: Session = Depends(get_session),
+    caller: CallerDep,
+    session: SessionDep,
 ):
     """Define or rename field `number` (1..40)."""
     field = lists_svc.set_field(session, caller.account_id, number, body.name)
@@ -206,8 +196,8 @@ def subscribe(
     list_id: int,
     body: SubscribeIn,
     response: Response,
-    caller: Caller = Depends(require_caller),
-    session: Session = Depends(get_session),
+    caller: CallerDep,
+    session: SessionDep,
 ):
     """Subscribe a recipient (created if new). 201 when the recipient is new, 200 otherwise."""
     result = _subscribe(session, caller, list_id, body)
@@ -234,8 +224,8 @@ def subscribe(
 def subscribe_batch(
     list_id: int,
     body: BatchSubscribeIn,
-    caller: Caller = Depends(require_caller),
-    session: Session = Depends(get_session),
+    caller: CallerDep,
+    session: SessionDep,
 ):
     """Subscribe up to 1,000 recipients in one call; each item succeeds or fails on its own."""
     lists_svc.get_list(session, caller.account_id, list_id)
@@ -272,8 +262,8 @@ def subscribe_batch(
 def unsubscribe(
     list_id: int,
     body: UnsubscribeIn,
-    caller: Caller = Depends(require_caller),
-    session: Session = Depends(get_session),
+    caller: CallerDep,
+    session: SessionDep,
 ):
     """Unsubscribe a recipient from a list with a reason; 409 if not subscribed."""
     sub = subs_svc.unsubscribe(
@@ -293,11 +283,11 @@ def unsubscribe(
 @router.get("/lists/{list_id}/status", response_model=StatusOut)
 def subscription_status(
     list_id: int,
+    caller: CallerDep,
+    session: SessionDep,
     email: str | None = None,
     mobile: str | None = None,
     channel: str | None = Query(default=None, pattern="^(email|sms)$"),
-    caller: Caller = Depends(require_caller),
-    session: Session = Depends(get_session),
 ):
     """A recipient's status on a list: subscribed, pending, unsubscribed or unknown."""
     sub = subs_svc.status(session, caller.account_id, list_id, email=email, mobile=mobile, channel=channel)
@@ -315,6 +305,8 @@ def subscription_status(
 
 @router.get("/recipients", response_model=RecipientPage)
 def find_recipients(
+    caller: CallerDep,
+    session: SessionDep,
     email: str | None = None,
     mobile: str | None = None,
     list_id: int | None = None,
@@ -323,8 +315,6 @@ def find_recipients(
     channel: str | None = Query(default=None, pattern="^(email|sms)$"),
     after: int = Query(default=0, ge=0),
     limit: int = Query(default=100, ge=1, le=1000),
-    caller: Caller = Depends(require_caller),
-    session: Session = Depends(get_session),
 ):
     """Search recipients by email, mobile, list, group and status; keyset-paginated by id."""
     if list_id is not None:
@@ -351,9 +341,7 @@ def find_recipients(
 
 
 @router.get("/recipients/{recipient_id}", response_model=RecipientOut)
-def get_recipient(
-    recipient_id: int, caller: Caller = Depends(require_caller), session: Session = Depends(get_session)
-):
+def get_recipient(recipient_id: int, caller: CallerDep, session: SessionDep):
     """One recipient with its fields, groups and subscriptions."""
     return recipient_out(session, recipients_svc.get(session, caller.account_id, recipient_id))
 
@@ -362,8 +350,8 @@ def get_recipient(
 def patch_recipient(
     recipient_id: int,
     body: RecipientPatch,
-    caller: Caller = Depends(require_caller),
-    session: Session = Depends(get_session),
+    caller: CallerDep,
+    session: SessionDep,
 ):
     """Update fields, identities and groups (added, or replaced within the given lists)."""
     recipient = recipients_svc.get(session, caller.account_id, recipient_id)
@@ -385,9 +373,7 @@ def patch_recipient(
 
 
 @router.delete("/recipients/{recipient_id}", status_code=204)
-def delete_recipient(
-    recipient_id: int, caller: Caller = Depends(require_caller), session: Session = Depends(get_session)
-):
+def delete_recipient(recipient_id: int, caller: CallerDep, session: SessionDep):
     """Delete a recipient: personal data erased, a `recipient.deleted` event kept."""
     recipient = recipients_svc.get(session, caller.account_id, recipient_id)
     recipients_svc.delete_recipient(session, caller.account_id, recipient, source=Source.API)

@@ -255,18 +255,32 @@ def update_profile(
         _change_identities(session, account_id, recipient, email, mobile, changes)
     apply_fields(recipient, resolved, changes)
     apply_groups(session, account_id, recipient, groups, changes, replace_in_lists=replace_groups_in)
-    if changes:
-        recipient.updated_at = utcnow()
-        events.record(
-            session,
-            account_id=account_id,
-            type=EventType.RECIPIENT_UPDATED,
-            recipient=recipient,
-            source=source,
-            list_id=list_id,
-            extra={"changes": changes.as_dict()},
-        )
+    record_changes(session, account_id, recipient, changes, source=source, list_id=list_id)
     return changes
+
+
+def record_changes(
+    session: Session,
+    account_id: int,
+    recipient: Recipient,
+    changes: Changes,
+    *,
+    source: str,
+    list_id: int | None = None,
+) -> None:
+    """Stamp the recipient and write one `recipient.updated` event, if anything changed."""
+    if not changes:
+        return
+    recipient.updated_at = utcnow()
+    events.record(
+        session,
+        account_id=account_id,
+        type=EventType.RECIPIENT_UPDATED,
+        recipient=recipient,
+        source=source,
+        list_id=list_id,
+        extra={"changes": changes.as_dict()},
+    )
 
 
 def _change_identities(

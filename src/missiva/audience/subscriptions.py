@@ -130,17 +130,7 @@ def subscribe(
     outcome = _transition(
         session, lst, recipient, sub, confirm=confirm, force=force, source=source, consent=consent
     )
-    if changes:
-        recipient.updated_at = utcnow()
-        events.record(
-            session,
-            account_id=account_id,
-            type=EventType.RECIPIENT_UPDATED,
-            recipient=recipient,
-            source=source,
-            list_id=list_id,
-            extra={"changes": changes.as_dict()},
-        )
+    recipients.record_changes(session, account_id, recipient, changes, source=source, list_id=list_id)
     return SubscribeResult(outcome=outcome, recipient=recipient, subscription=sub, created=created)
 
 
