@@ -84,13 +84,15 @@ def seed(settings: Settings, account_id: int, list_id: int, run: int, n: int) ->
     addresses = [f"r{run}-{i}@bench{run}.example.org" for i in range(n)]
     db = runtime.database()
     with db.session() as session:
-        ids = session.scalars(
-            insert(Recipient).returning(Recipient.id),
+        inserted = session.execute(
+            insert(Recipient).returning(Recipient.email, Recipient.id),
             [
                 {"account_id": account_id, "email": a, "fields": {}, "created_at": now, "updated_at": now}
                 for a in addresses
             ],
-        ).all()
+        )
+        by_email = {email: rid for email, rid in inserted}
+        ids = [by_email[a] for a in addresses]
         session.execute(
             insert(Subscription),
             [

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from missiva import runtime
-from missiva.audience import lists, subscriptions
+from missiva.audience import lists
 from missiva.audience.models import AudienceEvent, Recipient, Subscription
 from missiva.config import Settings
 from missiva.db import Database, utcnow
@@ -63,13 +63,44 @@ def seed_account(db: Database, name: str = "Shop") -> tuple[int, int]:
 
 
 def seed_sent(db: Database, account_id: int, list_id: int, emails: list[str]) -> Sent:
-    """Subscribe `emails` and record a finished mailing whose every ledger row is `sent`."""
+    """Subscribed recipients (written in bulk) and a finished mailing whose every ledger row is `sent`."""
+    now = utcnow()
     with db.session() as session:
-        ids = {}
-        for email in emails:
-            result = subscriptions.subscribe(session, account_id, list_id, email=email, double_opt_in=False)
-            ids[email] = result.recipient.id
-        now = utcnow()
+        known = session.execute(
+            select(Recipient.email, Recipient.id).where(
+                Recipient.account_id == account_id, Recipient.email.in_(emails)
+            )
+        )
+        ids = {email: rid for email, rid in known}
+        rows = [
+            {"account_id": account_id, "email": e, "fields": {}, "created_at": now, "updated_at": now}
+            for e in emails
+            if e not in ids
+        ]
+        if rows:  # new ones are subscribed; known ones keep their subscription
+            inserted = {
+                email: rid
+                for email, rid in session.execute(
+                    insert(Recipient).returning(Recipient.email, Recipient.id), rows
+                )
+            }
+            session.execute(
+                insert(Subscription),
+                [
+                    {
+                        "account_id": account_id,
+                        "recipient_id": rid,
+                        "list_id": list_id,
+                        "channel": "email",
+                        "status": "subscribed",
+                        "created_at": now,
+                        "updated_at": now,
+                        "subscribed_at": now,
+                    }
+                    for rid in inserted.values()
+                ],
+            )
+            ids.update(inserted)
         mailing = Mailing(
             account_id=account_id,
             list_id=list_id,
