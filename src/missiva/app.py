@@ -17,6 +17,7 @@ from missiva.config import Settings
 from missiva.delivery import api as delivery_api
 from missiva.delivery.sms import api as sms_api
 from missiva.events import api as events_api
+from missiva.inbound.providers import api as inbound_api
 from missiva.messages import api as messages_api
 from missiva.reports import api as reports_api
 from missiva.reports import endpoints as tracking_endpoints
@@ -66,6 +67,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(events_api.router)
     app.include_router(sms_api.router)
     app.include_router(sms_api.public)
+    app.include_router(inbound_api.router)
+    app.include_router(inbound_api.public)
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> JSONResponse:

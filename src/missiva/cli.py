@@ -135,8 +135,9 @@ def serve(
     receiver = None
     if settings.inbound_port:
         from missiva.inbound.receiver import Receiver
+        from missiva.jobs import enqueue_inbound
 
-        receiver = Receiver(settings)
+        receiver = Receiver(settings, enqueue_inbound)
         ihost, iport = receiver.start()
         console.print(f"  inbound SMTP : {ihost}:{iport} (mail for @{settings.bounce_domain})")
     consumer = None
@@ -406,9 +407,10 @@ def ips_remove(entry_id: int, account: int = AccountOpt) -> None:
 @inbound_app.command("classify")
 def inbound_classify(files: list[Path] = typer.Argument(..., help="raw messages (.eml)")) -> None:
     """Classify messages: one JSON object per file and line (file, kind, status, recipient, ...)."""
+    from missiva.delivery.configuration import derived_secret
     from missiva.inbound.classify import classify
 
-    secret = _settings().secret_key.encode()
+    secret = derived_secret("verp", _settings().secret_key)
     for path in files:
         try:
             raw = path.read_bytes()
@@ -430,11 +432,13 @@ def inbound_serve(
     import threading
 
     from missiva.inbound.receiver import Receiver
+    from missiva.jobs import enqueue_inbound
 
     settings = _settings()
     if host:
         settings = dataclasses.replace(settings, inbound_host=host)
-    receiver = Receiver(settings, port=port)
+        runtime.configure(settings)
+    receiver = Receiver(settings, enqueue_inbound, port=port)
     ihost, iport = receiver.start()
     console.print(f"inbound SMTP listening on {ihost}:{iport} for @{settings.bounce_domain}")
     stop = threading.Event()
@@ -682,6 +686,46 @@ def webhooks_dispatch(
             stop.set()
             count = 0
     console.print(f"{count} delivery attempts")
+
+
+@inbound_app.command("process")
+def inbound_process(limit: int = typer.Option(None, help="process at most this many messages")) -> None:
+    """Process the messages waiting in the inbound spool now (the workers also do it every minute)."""
+    from missiva.inbound.processor import process_pending
+
+    summary = process_pending(_settings(), runtime.database(), limit=limit)
+    _emit(
+        {
+            "processed": summary.processed,
+            "duplicates": summary.duplicates,
+            "failed": summary.failed,
+            "actions": dict(summary.actions),
+        }
+    )
+
+
+@inbound_app.command("poll-imap")
+def inbound_poll_imap(
+    url: str = typer.Option(None, help="imaps://user:pass@host/FOLDER?processed=F (MISSIVA_IMAP_URL)"),
+    process: bool = typer.Option(True, help="process what was fetched right away"),
+) -> None:
+    """Fetch unseen bounces from an IMAP mailbox into the inbound spool once."""
+    from missiva.inbound.imap_poller import ImapConfig, ImapConfigError, ImapError, poll
+    from missiva.inbound.processor import process_pending
+
+    settings = _settings()
+    target = url or settings.imap_url
+    if not target:
+        _fail("no IMAP mailbox: pass --url or set MISSIVA_IMAP_URL")
+    try:
+        fetched = poll(settings, ImapConfig.from_url(target))
+    except (ImapConfigError, ImapError) as exc:
+        _fail(str(exc))
+    result: dict[str, Any] = {"fetched": fetched}
+    if process:
+        summary = process_pending(settings, runtime.database())
+        result["actions"] = dict(summary.actions)
+    _emit(result)
 
 
 def main() -> None:

@@ -37,6 +37,9 @@ class Settings:
     inbound_host: str = "127.0.0.1"
     inbound_port: int | None = 2525
     inbound_max_bytes: int = 25 * 1024 * 1024
+    soft_bounce_limit: int = 5  # this many soft bounces (distinct mailings) ...
+    soft_bounce_days: int = 14  # ... within this many days suppress the address
+    imap_url: str | None = None  # imaps://user:pass@host/INBOX?processed=Processed
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -61,6 +64,9 @@ class Settings:
             inbound_host=env.get("MISSIVA_INBOUND_HOST") or "127.0.0.1",
             inbound_port=_port(env.get("MISSIVA_INBOUND_PORT"), 2525),
             inbound_max_bytes=int(env.get("MISSIVA_INBOUND_MAX_BYTES") or 25 * 1024 * 1024),
+            soft_bounce_limit=int(env.get("MISSIVA_SOFT_BOUNCE_LIMIT") or 5),
+            soft_bounce_days=int(env.get("MISSIVA_SOFT_BOUNCE_DAYS") or 14),
+            imap_url=env.get("MISSIVA_IMAP_URL") or None,
         )
 
 

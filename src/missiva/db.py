@@ -165,6 +165,10 @@ def on_commit(session: Session, fn: Callable[[], None]) -> None:
 
 @event.listens_for(Session, "after_commit")
 def _run_on_commit(session: Session) -> None:
+    # SQLAlchemy also fires after_commit when a SAVEPOINT is released: the real transaction (and, on
+    # SQLite, the database lock) is still open then, so the hooks wait for the outermost commit.
+    if session.get_nested_transaction() is not None:
+        return
     hooks = session.info.pop("on_commit", [])
     for fn in hooks:
         fn()
@@ -172,6 +176,10 @@ def _run_on_commit(session: Session) -> None:
 
 @event.listens_for(Session, "after_rollback")
 def _drop_on_commit(session: Session) -> None:
+    # A savepoint rolled back (an expected error caught inside the transaction) leaves the outer
+    # transaction, and what it queued, alive.
+    if session.get_nested_transaction() is not None:
+        return
     session.info.pop("on_commit", None)
 
 

@@ -24,6 +24,7 @@ from missiva.db import on_commit
 from missiva.delivery import mailer, mailings, sender
 from missiva.events import message_events, outbox
 from missiva.events.dispatcher import Dispatcher
+from missiva.inbound import imap_poller, processor
 from missiva.reports import counters as tracking_counters
 from missiva.reports import recording as tracking_recording
 from missiva.reports import webhooks as reports_webhooks
@@ -158,6 +159,35 @@ def webhooks_minute() -> None:
 
 def _kick_dispatcher() -> None:
     dispatch_webhooks()
+
+
+@huey.task(retries=3, retry_delay=30)
+def process_inbound(key: str) -> str | None:
+    """Process one message the inbound receiver or the IMAP poller has just spooled."""
+    result = processor.process_key(runtime.settings(), runtime.database(), key)
+    return result.action.value if result is not None else None
+
+
+def enqueue_inbound(key: str) -> None:
+    """The receiver's and the poller's callback: queue the processing of a spooled message."""
+    process_inbound(key)
+
+
+@huey.periodic_task(crontab(minute="*"))
+def sweep_inbound() -> int:
+    """Process what is still in the inbound spool (lost tasks, messages spooled while workers were down)."""
+    summary = processor.process_pending(runtime.settings(), runtime.database(), limit=10_000)
+    return summary.processed
+
+
+@huey.periodic_task(crontab(minute="*"))
+def poll_imap() -> int:
+    """Fetch bounces from the mailbox of MISSIVA_IMAP_URL, when one is configured (every minute)."""
+    settings = runtime.settings()
+    if not settings.imap_url:
+        return 0
+    config = imap_poller.ImapConfig.from_url(settings.imap_url)
+    return imap_poller.poll(settings, config, on_message=enqueue_inbound)
 
 
 def install_listeners() -> None:

@@ -133,8 +133,8 @@ def test_mailing_and_recipient_come_from_the_verp_address_the_bounce_was_sent_to
         dsn(status="5.1.1", diagnostic="550 5.1.1 unknown"), verp_secret=SECRET, envelope_recipients=[address]
     )
 
-    assert (in_to.mailing_id, in_to.recipient_id) == (42, 4242)
-    assert (in_envelope.mailing_id, in_envelope.recipient_id) == (42, 4242)
+    assert (in_to.mailing_id, in_to.recipient_id, in_to.verified) == (42, 4242, True)
+    assert (in_envelope.mailing_id, in_envelope.recipient_id, in_envelope.verified) == (42, 4242, True)
 
 
 def test_forged_verp_address_attributes_nothing():
@@ -153,6 +153,7 @@ def test_ids_fall_back_to_the_missiva_headers_of_the_embedded_original():
     result = classify(dsn(status="5.1.1", diagnostic="550 5.1.1 unknown", original_headers=headers))
 
     assert (result.mailing_id, result.recipient_id) == (77, 7007)
+    assert not result.verified  # anyone can write these headers: a hint, not proof
 
 
 def test_arf_complaint_names_the_original_recipient():
@@ -268,6 +269,7 @@ def test_to_dict_is_json_ready():
         "mailing_id": None,
         "recipient_id": None,
         "diagnostic": "550 5.1.1 unknown",
+        "verified": False,
     }
     with pytest.raises(AttributeError):
         result.kind = Kind.SOFT  # frozen

@@ -11,9 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from missiva import runtime
 from missiva.config import Settings
+from missiva.delivery.configuration import SendingConfig, derived_secret
+from missiva.delivery.sender import sending_domain
 from missiva.inbound import spool, verp
 from missiva.inbound.receiver import Receiver
+from missiva.messages.content import MessageContent
+from missiva.messages.mime import Recipient, compile_message
 
 SECRET = "receiver-test-secret"
 DATA = Path(__file__).parent.parent / "data" / "bounces"
@@ -48,7 +53,9 @@ def send(receiver, rcpts: list[str], body: bytes) -> dict:
 
 
 def test_verp_complaint_and_unsubscribe_addresses_are_spooled(receiver, settings):
-    bounce_addr = verp.encode(12, 34, local="bounces", domain="bounce.test", secret=SECRET.encode())
+    bounce_addr = verp.encode(
+        12, 34, local="bounces", domain="bounce.test", secret=derived_secret("verp", SECRET)
+    )
     raw = (DATA / next(p.name for p in sorted(DATA.glob("*.eml")))).read_bytes()
     send(receiver, [bounce_addr], raw)
     send(receiver, ["FBL@bounce.test"], b"Subject: report\r\n\r\nspam\r\n")
@@ -67,6 +74,29 @@ def test_verp_complaint_and_unsubscribe_addresses_are_spooled(receiver, settings
     assert len(receiver.notified) == 3
     spool.done(settings, spooled[0].key)
     assert len(list(spool.pending(settings))) == 2
+
+
+def test_the_return_path_the_sender_puts_on_a_message_is_accepted(receiver, settings):
+    runtime.configure(settings)  # the sender derives its VERP key from the process settings
+    domain = sending_domain(SendingConfig(sending_domain="news.test", bounce_domain="bounce.test"))
+    skeleton = compile_message(
+        MessageContent(subject="Hi", html=None, text="Hello", from_address="news@news.test"),
+        mailing_id=41,
+        domain=domain,
+    )
+    rendered = skeleton.render(
+        Recipient(
+            id=977,
+            email="anna@example.org",
+            unsubscribe_url="https://missiva.test/u/x",
+            unsubscribe_mailto="unsubscribe+x@bounce.test",
+        )
+    )
+    assert rendered.envelope_from.startswith("bounces+m41.r977.")
+
+    send(receiver, [rendered.envelope_from], b"Subject: Undelivered Mail\r\n\r\nbounce\r\n")
+
+    assert [s.envelope_recipients for s in spool.pending(settings)] == [(rendered.envelope_from,)]
 
 
 @pytest.mark.parametrize(

@@ -66,6 +66,8 @@ def mailing_out(m: Mailing) -> MailingOut:
             expired=m.expired,
             undeliverable=m.undeliverable,
             rejected=m.rejected,
+            soft_bounced=m.soft_bounced,
+            complaints=m.complaints,
         ),
     )
 

@@ -62,6 +62,8 @@ def _mailing_view(m: Any) -> dict[str, Any]:
         "uncertain": m.uncertain,
         "suppressed": m.suppressed,
         "suppressed_by_reason": m.suppressed_by_reason,
+        "soft_bounced": m.soft_bounced,
+        "complaints": m.complaints,
     }
 
 

@@ -88,9 +88,12 @@ def current() -> SendingConfig:
     return _current or from_env()
 
 
-def derived_secret(purpose: str) -> bytes:
+def derived_secret(purpose: str, secret_key: str | None = None) -> bytes:
     """A key for one purpose (VERP, unsubscribe links) derived from MISSIVA_SECRET_KEY.
 
-    Separate keys per purpose mean a token of one kind can never be replayed as another.
+    Separate keys per purpose mean a token of one kind can never be replayed as another. `secret_key`
+    defaults to the process settings'; the inbound receiver passes its own settings' key so it checks
+    VERP tags with exactly the key the sender signed them with.
     """
-    return hashlib.sha256(f"missiva:{purpose}:{runtime.settings().secret_key}".encode()).digest()
+    key = runtime.settings().secret_key if secret_key is None else secret_key
+    return hashlib.sha256(f"missiva:{purpose}:{key}".encode()).digest()

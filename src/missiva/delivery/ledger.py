@@ -383,6 +383,58 @@ def hard_bounce(session: Session, mailing: Mailing, address: str) -> None:
         pass  # not subscribed any more (or never was): the suppression entry is what matters
 
 
+REPORTED_AFTER = {
+    LedgerState.SENT: "sent",
+    LedgerState.UNCERTAIN: "uncertain",
+    LedgerState.FAILED: "failed",
+}
+"""Rows a bounce report arriving after the SMTP transaction may turn into hard bounces, and their counter."""
+
+
+def hard_bounce_reported(
+    session: Session,
+    mailing: Mailing,
+    recipient_id: int | None,
+    *,
+    status: str | None,
+    text: str,
+    address: str | None = None,
+) -> bool:
+    """A hard bounce reported after the SMTP transaction (a DSN, a provider webhook).
+
+    The row becomes `hard_bounce` with the reported status, its counter moves from `sent` (or
+    `uncertain`, `failed`) to `hard_bounced`, and the address goes through `hard_bounce` exactly as an
+    SMTP-time 5.1.1 does. Rows still being sent are left to their sender; a row already `hard_bounce`
+    is left alone. Returns whether the row changed.
+    """
+    row = None
+    if recipient_id is not None:
+        row = session.scalars(
+            select(LedgerEntry)
+            .where(
+                LedgerEntry.mailing_id == mailing.id,
+                LedgerEntry.recipient_id == recipient_id,
+                LedgerEntry.channel == "email",
+            )
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).one_or_none()
+    changed = False
+    if row is not None and row.state in REPORTED_AFTER:
+        previous = REPORTED_AFTER[LedgerState(row.state)]
+        row.state = LedgerState.HARD_BOUNCE
+        row.reply_status = (status or "")[:12] or None
+        row.reply_text = text[:1000]
+        row.reason = "reported"
+        row.updated_at = utcnow()
+        _bump(session, mailing.id, **{previous: -1, "hard_bounced": 1})
+        changed = True
+    target = address or (row.address if row is not None else None)
+    if target:
+        hard_bounce(session, mailing, target)
+    return changed
+
+
 def has_active_rows(session: Session, mailing_id: int) -> bool:
     """Whether any row still waits to be sent, or is being sent."""
     return (

@@ -60,6 +60,7 @@ class SuppressedBecause(StrEnum):
     MANUAL = "manual"
     IMPORT = "import"
     LIST_UNSUBSCRIBE = "list_unsubscribe"
+    SOFT_BOUNCES = "soft_bounces"
 
 
 class SuppressionReason(StrEnum):
@@ -70,6 +71,7 @@ class SuppressionReason(StrEnum):
     MANUAL = "manual"
     IMPORT = "import"
     LIST_UNSUBSCRIBE = "list_unsubscribe"
+    SOFT_BOUNCES = "soft_bounces"  # too many soft bounces within the configured window (inbound mail)
 
 
 class Mailing(Base):
@@ -116,6 +118,10 @@ class Mailing(Base):
     undeliverable: Mapped[int] = mapped_column(Integer, default=0)
     rejected: Mapped[int] = mapped_column(Integer, default=0)
     suppressed_by_reason: Mapped[dict[str, int]] = mapped_column(JSONType, default=dict)
+    # Reported after delivery by bounce mails, feedback loops and provider webhooks (one per recipient);
+    # outside the sum above: a soft-bounced or complaining recipient's row stays `sent`.
+    soft_bounced: Mapped[int] = mapped_column(Integer, default=0)
+    complaints: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

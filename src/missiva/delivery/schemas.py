@@ -62,6 +62,8 @@ class Counters(BaseModel):
     expired: int = 0
     undeliverable: int = 0
     rejected: int = 0
+    soft_bounced: int = 0  # reported after delivery (bounce mails, webhooks); not part of the sum above
+    complaints: int = 0
 
 
 class MailingOut(BaseModel):

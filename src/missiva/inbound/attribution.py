@@ -32,8 +32,12 @@ def identify(
     *,
     secret: bytes | None,
     envelope_recipients: Iterable[str] = (),
-) -> tuple[int | None, int | None]:
-    """Return ``(mailing_id, recipient_id)``; either may be None when nothing trustworthy says it."""
+) -> tuple[int | None, int | None, bool]:
+    """Return ``(mailing_id, recipient_id, verified)``; the ids may be None when nothing says them.
+
+    ``verified`` is True only for ids read from a VERP address whose tag checked out. Ids from the
+    X-Missiva-* headers are a hint anyone can write, so callers must corroborate them.
+    """
     text = text[:SCAN_CHARS]
     if secret:
         candidates: list[str] = list(envelope_recipients)
@@ -47,7 +51,7 @@ def identify(
             for token in _VERP_TOKEN.findall(source):
                 ids = verp.decode(token, secret=secret)
                 if ids is not None:
-                    return ids
+                    return ids[0], ids[1], True
     mailing = recipient = None
     for part in parts:
         if part.content_type in ORIGINAL_TYPES:
@@ -60,7 +64,7 @@ def identify(
         mailing = int(m.group(1))
     if recipient is None and (m := _RECIPIENT.search(text)):
         recipient = int(m.group(1))
-    return mailing, recipient
+    return mailing, recipient, False
 
 
 def _int_header(headers: Message, name: str) -> int | None:

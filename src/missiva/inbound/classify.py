@@ -41,6 +41,7 @@ class Classification:
     mailing_id: int | None = None
     recipient_id: int | None = None
     diagnostic: str = ""
+    verified: bool = False  # the ids come from a VERP address with a valid tag (not from plain headers)
 
     def to_dict(self) -> dict[str, str | int | None]:
         """A JSON-ready dict (kind as its string value)."""
@@ -72,7 +73,7 @@ def classify(
     parts = list(mime.walk(top))
     full_text = heuristics.first_text(parts)  # non-MIME bounces quote the original in it
     verdict = _verdict(top, parts, heuristics.cut_original(full_text))
-    mailing_id, recipient_id = attribution.identify(
+    mailing_id, recipient_id, verified = attribution.identify(
         top, parts, full_text, secret=verp_secret, envelope_recipients=envelope_recipients
     )
     return Classification(
@@ -82,6 +83,7 @@ def classify(
         mailing_id=mailing_id,
         recipient_id=recipient_id,
         diagnostic=" ".join(verdict.diagnostic.split())[:DIAGNOSTIC_CHARS],
+        verified=verified,
     )
 
 
@@ -166,6 +168,22 @@ def _from_ses(ses: heuristics.SesNotification) -> _Verdict:
     return _Verdict(
         _bounce_kind(code, ses.diagnostic, reason, temporary), code, ses.recipient, ses.diagnostic
     )
+
+
+def failure_kind(
+    status: str | None, diagnostic: str, *, temporary: bool, unrecognised: Kind | None = None
+) -> tuple[Kind, str | None]:
+    """Hard or soft for a failure a provider reported as data (status code and diagnostic text).
+
+    Provider webhooks go through the same rules as bounce mails, so "5.7.1 blocked as spam" is soft
+    whichever way it arrives. `unrecognised` is the provider's own verdict, used when neither a status
+    code nor a known reason says more. Returns the kind and the refined enhanced status code.
+    """
+    reason = smtp_status.find_reason(diagnostic)
+    code = smtp_status.refine(smtp_status.best_code(diagnostic, status), reason, "4" if temporary else "5")
+    if code is None and reason is None and unrecognised is not None:
+        return unrecognised, None
+    return _bounce_kind(code, diagnostic, reason, temporary), code
 
 
 def _bounce_kind(code: str | None, text: str, reason: smtp_status.Reason | None, temporary: bool) -> Kind:

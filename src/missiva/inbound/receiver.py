@@ -17,6 +17,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from missiva.config import Settings
+from missiva.delivery.configuration import derived_secret
 from missiva.inbound import spool, verp
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ def accepts(settings: Settings, address: str) -> bool:
     if low.startswith("unsubscribe+") and len(local) > len("unsubscribe+"):
         return True
     if low.startswith("bounces+"):
-        return verp.decode(address, secret=settings.secret_key.encode()) is not None
+        return verp.decode(address, secret=derived_secret("verp", settings.secret_key)) is not None
     return False
 
 

@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql
 import missiva.db
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
