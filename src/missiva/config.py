@@ -32,7 +32,6 @@ class Settings:
     mail_from: str = "Missiva <no-reply@localhost>"
     huey_immediate: bool = False
     trusted_proxies: tuple[str, ...] = field(default_factory=tuple)
-    max_field_length: int = 1000
     bounce_domain: str = "bounces.localhost"
     inbound_host: str = "127.0.0.1"
     inbound_port: int | None = 2525
@@ -59,7 +58,6 @@ class Settings:
             trusted_proxies=tuple(
                 p.strip() for p in (env.get("MISSIVA_TRUSTED_PROXIES") or "").split(",") if p.strip()
             ),
-            max_field_length=int(env.get("MISSIVA_MAX_FIELD_LENGTH") or 1000),
             bounce_domain=(env.get("MISSIVA_BOUNCE_DOMAIN") or "bounces.localhost").lower(),
             inbound_host=env.get("MISSIVA_INBOUND_HOST") or "127.0.0.1",
             inbound_port=_port(env.get("MISSIVA_INBOUND_PORT"), 2525),
