@@ -8,6 +8,7 @@ tasks inline (tests, debugging).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey
 from sqlalchemy.orm import Session
@@ -65,9 +66,22 @@ def _queue_confirmation(session: Session, event: AudienceEvent) -> None:
         on_commit(session, lambda: send_confirmation(sub_id))
 
 
+def _queue_confirmations(session: Session, batch: Sequence[AudienceEvent]) -> None:
+    """The bulk form of `_queue_confirmation`: imports ask for the mail only with `send_confirmation`."""
+    for event in batch:
+        if event.channel != Channel.EMAIL or not (event.data or {}).get("send_confirmation", True):
+            continue
+        sub_id = event.data.get("subscription_id")
+        if sub_id is not None:
+            on_commit(session, lambda sub_id=sub_id: send_confirmation(sub_id))
+
+
 def install_listeners() -> None:
     """Hook background work onto audience events (idempotent)."""
     events.add_listener(_queue_confirmation)
+    events.add_batch_listener(
+        _queue_confirmations, types={EventType.SUBSCRIPTION_REQUESTED}, replaces=_queue_confirmation
+    )
 
 
 install_listeners()
