@@ -358,6 +358,15 @@ def ips_remove(entry_id: int, account: int = AccountOpt) -> None:
     console.print(f"removed entry {entry_id}")
 
 
+def _register_sync_commands() -> None:
+    from missiva.sync.commands import register
+
+    register(app)
+
+
+_register_sync_commands()
+
+
 def main() -> None:
     """Entry point of the `missiva` script."""
     os.environ.setdefault("PYTHONUNBUFFERED", "1")

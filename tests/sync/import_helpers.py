@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
 
 from missiva.audience import lists as lists_svc
-from missiva.audience.models import AudienceEvent, Group, GroupMember, Recipient, Subscription
+from missiva.audience.models import AudienceEvent, Group, GroupMember, MailingList, Recipient, Subscription
 from missiva.db import Database
 from missiva.sync.importer import ImportOptions, create_run, run_import
 from missiva.sync.models import ImportRun
@@ -53,28 +54,49 @@ def counters(run: ImportRun) -> dict[str, int]:
 def audience_state(db: Database, account_id: int) -> dict[str, Any]:
     """Everything an import can change, keyed by identity (not by id, which may differ between runs)."""
     with db.session() as session:
-        recipients = {
-            r.id: (r.email, r.mobile, dict(r.fields or {}))
-            for r in session.scalars(select(Recipient).where(Recipient.account_id == account_id))
+        people = {
+            rid: (email, mobile, fields if isinstance(fields, dict) else json.loads(fields))
+            for rid, email, mobile, fields in session.execute(
+                select(Recipient.id, Recipient.email, Recipient.mobile, Recipient.fields).where(
+                    Recipient.account_id == account_id
+                )
+            )
         }
+
+        def who(rid: int | None) -> str | None:
+            return None if rid is None or rid not in people else people[rid][0] or people[rid][1]
+
+        list_names = dict(session.execute(select(MailingList.id, MailingList.name)).tuples().all())
         subs = sorted(
-            (recipients[s.recipient_id][0] or recipients[s.recipient_id][1], s.list_id, s.channel, s.status)
-            for s in session.scalars(select(Subscription).where(Subscription.account_id == account_id))
+            (who(rid), list_names[list_id], channel, status, reason)
+            for rid, list_id, channel, status, reason in session.execute(
+                select(
+                    Subscription.recipient_id,
+                    Subscription.list_id,
+                    Subscription.channel,
+                    Subscription.status,
+                    Subscription.unsubscribe_reason,
+                ).where(Subscription.account_id == account_id)
+            )
         )
         groups = sorted(
-            (recipients[m.recipient_id][0] or recipients[m.recipient_id][1], name)
-            for m, name in session.execute(
-                select(GroupMember, Group.name)
+            (who(rid), name)
+            for rid, name in session.execute(
+                select(GroupMember.recipient_id, Group.name)
                 .join(Group, Group.id == GroupMember.group_id)
                 .where(GroupMember.account_id == account_id)
             )
         )
         events = sorted(
-            (e.type, e.recipient_id is not None and recipients.get(e.recipient_id, ("?",))[0], e.source)
-            for e in session.scalars(select(AudienceEvent).where(AudienceEvent.account_id == account_id))
+            (etype, who(rid), source, reason)
+            for etype, rid, source, reason in session.execute(
+                select(
+                    AudienceEvent.type, AudienceEvent.recipient_id, AudienceEvent.source, AudienceEvent.reason
+                ).where(AudienceEvent.account_id == account_id)
+            )
         )
     return {
-        "recipients": sorted(recipients.values(), key=lambda r: (r[0] or "", r[1] or "")),
+        "recipients": sorted(people.values(), key=lambda r: (r[0] or "", r[1] or "")),
         "subscriptions": subs,
         "groups": groups,
         "events": events,

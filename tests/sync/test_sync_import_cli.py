@@ -1,0 +1,132 @@
+"""`missiva import` as an operator runs it (a real process): JSON report, and a kill -9 mid-file."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from import_helpers import audience_state, make_list
+from sqlalchemy import select
+from tests.conftest import make_account
+
+from missiva.sync.models import ImportRun
+
+MISSIVA = [sys.executable, "-m", "missiva"]
+
+
+def cli_env(settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MISSIVA_")}
+    env.update(
+        {
+            "MISSIVA_DATA_DIR": str(settings.data_dir),
+            "MISSIVA_DATABASE_URL": settings.database_url,
+            "MISSIVA_SECRET_KEY": settings.secret_key,
+            "MISSIVA_HUEY_IMMEDIATE": "1",
+            "PYTHONPATH": os.pathsep.join(sys.path),
+        }
+    )
+    return env
+
+
+def big_file(path: Path, rows: int) -> Path:
+    with path.open("w", encoding="utf-8") as fh:
+        fh.write("email;nome;cognome\n")
+        for i in range(rows):
+            fh.write(f"user{i}@example.it;Name{i};Surname{i % 97}\n")
+            if i % 1000 == 0:
+                fh.write(f"broken-{i};x;y\n")
+    return path
+
+
+def test_json_output_carries_counters_and_every_row_error(settings, db, account, tmp_path):
+    lst = make_list(db, account["id"])
+    path = tmp_path / "small.csv"
+    path.write_text("email;nome\na@example.it;Anna\nnope;Bad\na@example.it;Anna Due\n")
+    done = subprocess.run(
+        [*MISSIVA, "import", str(path), "--list", str(lst["id"]), "--account", str(account["id"]), "--json"],
+        env=cli_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["status"] == "completed"
+    assert report["counters"] == {
+        "total": 3,
+        "new": 1,
+        "updated": 0,
+        "unchanged": 0,
+        "unsubscribed": 0,
+        "skipped": 1,
+        "errors": 1,
+    }
+    assert report["errors"] == [
+        {
+            "row": 3,
+            "entry": None,
+            "column": "email",
+            "reason": "invalid email 'nope': An email address must have an @-sign.",
+        }
+    ]
+
+
+def test_an_import_killed_mid_file_resumes_and_ends_like_an_uninterrupted_run(
+    settings, db, account, tmp_path
+):
+    path = big_file(tmp_path / "big.csv", 20_000)
+    lst = make_list(db, account["id"])
+    args = [*MISSIVA, "import", str(path), "--list", str(lst["id"]), "--account", str(account["id"])]
+    args += ["--batch-size", "1000", "--json"]
+    env = cli_env(settings)
+
+    victim = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    checkpoint = 0
+    while checkpoint == 0 and victim.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+        with db.session() as session:
+            checkpoint = session.scalar(select(ImportRun.checkpoint)) or 0
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    with db.session() as session:
+        killed = session.scalars(select(ImportRun)).one()
+    assert victim.returncode == -signal.SIGKILL
+    assert 0 < killed.checkpoint < killed.rows_total and killed.status == "importing"
+
+    resumed = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    report = json.loads(resumed.stdout)
+    assert report["id"] == killed.id  # the same run, continued
+    assert report["counters"] == {
+        "total": 20_020,
+        "new": 20_000,
+        "updated": 0,
+        "unchanged": 0,
+        "unsubscribed": 0,
+        "skipped": 0,
+        "errors": 20,
+    }
+    assert len(report["errors"]) == 20
+
+    clean_account = make_account(db, "Clean")
+    clean_list = make_list(db, clean_account["id"])
+    clean_args = [
+        *MISSIVA,
+        "import",
+        str(path),
+        "--list",
+        str(clean_list["id"]),
+        "--account",
+        str(clean_account["id"]),
+    ]
+    clean = subprocess.run(
+        [*clean_args, "--batch-size", "1000"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert clean.returncode == 0, clean.stderr
+    assert audience_state(db, account["id"]) == audience_state(db, clean_account["id"])
