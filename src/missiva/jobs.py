@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey
+from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey, crontab
 from sqlalchemy.orm import Session
 
 from missiva import runtime
@@ -55,6 +55,43 @@ def send_confirmation(subscription_id: int) -> bool:
     mailer.send(settings, message)
     log.info("confirmation request sent for subscription %s", subscription_id)
     return True
+
+
+@huey.task()
+def run_import_task(run_id: int) -> str:
+    """Run (or resume) an import queued by the API, a drop upload or the stalled-run sweep."""
+    from missiva.sync.importer import run_import
+
+    return run_import(runtime.database(), run_id).status
+
+
+@huey.task()
+def run_sync_job(job_id: int, claimed: bool = True) -> dict[str, object]:
+    """Run one sync job: import the new files of its folder, or push its export."""
+    from dataclasses import asdict
+
+    from missiva.sync.sync_jobs import run_job
+
+    settings = runtime.settings()
+    report = run_job(
+        runtime.database(),
+        job_id,
+        secret_key=settings.secret_key,
+        work_dir=settings.data_dir / "sync",
+        claimed=claimed,
+    )
+    return asdict(report)
+
+
+@huey.periodic_task(crontab(minute="*"))
+def sync_scheduler() -> list[int]:
+    """Every minute: start the sync jobs that are due, and resume imports whose worker died."""
+    from missiva.sync.scheduler_tick import stalled_imports, start_due_jobs
+
+    database = runtime.database()
+    for run_id in stalled_imports(database):
+        run_import_task(run_id)
+    return start_due_jobs(database, lambda job_id: run_sync_job(job_id))
 
 
 def _queue_confirmation(session: Session, event: AudienceEvent) -> None:

@@ -144,7 +144,7 @@ def import_command(
         def progress(phase: str, done: int, total: int | None) -> None:
             bar.update(task, description=phase, completed=done, total=total)
 
-        final = run_import(db, run_id, progress=progress, batch_size=batch_size)
+        final = run_import(db, run_id, progress=progress, batch_size=batch_size, force=True)
     with db.session() as session:
         view = run_view(final)
         view["errors"] = run_errors(session, run_id)

@@ -21,6 +21,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,8 @@ from missiva.sync.readers import ReadLimits, Record, RecordSource, RowError, ope
 log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 5000
+# A run whose worker has not been heard of for this long is taken to have died; another may resume it.
+LEASE = timedelta(minutes=10)
 Progress = Callable[[str, int, int | None], None]
 """(phase "checking" | "importing", records done, records in total when known)."""
 
@@ -60,26 +63,40 @@ def run_import(
     progress: Progress | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     limits: ReadLimits | None = None,
+    force: bool = False,
 ) -> ImportRun:
-    """Run (or resume) import `run_id` to its end; the finished run, detached.
+    """Run (or resume) import `run_id` to its end; the run as it ends, detached.
 
-    File problems end the run as FAILED with the reason; an unexpected error marks it INTERRUPTED
-    (running it again resumes it) and is re-raised.
+    A run another worker is working on (heard of within `LEASE`) is left alone unless `force` (the
+    CLI's rerun after a kill: the operator knows). File problems end the run as FAILED with the
+    reason; an unexpected error marks it INTERRUPTED (running it again resumes it) and is re-raised.
     """
+    now = utcnow()
     with db.session() as session:
+        # One UPDATE decides who runs it, so two workers cannot both pick up the same run.
+        claimable = ImportRun.status.in_([RunStatus.QUEUED, RunStatus.INTERRUPTED]) | (
+            ImportRun.status.in_([RunStatus.CHECKING, RunStatus.IMPORTING])
+            & (ImportRun.updated_at < now - LEASE)
+        )
+        if force:
+            claimable = ImportRun.status.not_in([RunStatus.COMPLETED, RunStatus.FAILED])
+        claimed = session.execute(
+            update(ImportRun)
+            .where(ImportRun.id == run_id, claimable)
+            .values(status=RunStatus.CHECKING, updated_at=now)
+            .execution_options(synchronize_session=False)
+        ).rowcount
         run = session.get(ImportRun, run_id)
         if run is None:
             raise LookupError(f"import run {run_id} does not exist")
-        if run.status in (RunStatus.COMPLETED, RunStatus.FAILED):
+        if not claimed:
             return run
         account_id = run.account_id
         options = ImportOptions.from_json(run.options)
         path = Path(run.path or "")
         expected_sha = run.sha256
         checkpoint = run.checkpoint
-        run.status = RunStatus.CHECKING
-        run.started_at = run.started_at or utcnow()
-        run.updated_at = utcnow()
+        run.started_at = run.started_at or now
         context = AccountContext.load(session, account_id)
     limits = limits or ReadLimits()
     try:
