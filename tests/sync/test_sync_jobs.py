@@ -108,7 +108,8 @@ def test_a_refused_file_is_left_in_place_reported_and_not_retried(db, settings, 
     with db.session() as session:
         job_id = sync_jobs.create_job(
             session, account["id"], secret_key=settings.secret_key, name="local", kind="local",
-            remote_dir=str(drop), pattern="*.csv", options={"list_id": lst["id"]}, disposal={"action": "delete"},
+            remote_dir=str(drop), pattern="*.csv", options={"list_id": lst["id"]},
+            disposal={"action": "delete"},
         ).id  # fmt: skip
     report = missiva.jobs.run_sync_job.call_local(job_id, claimed=False)
     assert report["status"] == "partial"
