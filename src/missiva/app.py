@@ -14,6 +14,7 @@ from missiva.audience import api as audience_api
 from missiva.audience import pages as audience_pages
 from missiva.compat.mailup import frontend as mailup_frontend
 from missiva.config import Settings
+from missiva.sync import api as sync_api
 from missiva.tenancy import api as tenancy_api
 from missiva.web import problems
 from missiva.web.idempotency import IdempotencyMiddleware
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(audience_api.router)
     app.include_router(audience_pages.router)
     app.include_router(mailup_frontend.router)
+    app.include_router(sync_api.router)
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> JSONResponse:

@@ -112,6 +112,7 @@ def serve(
 
         consumer = huey.create_consumer(workers=2, worker_type="thread", periodic=True)
         consumer.start()
+    drops = _start_drops(settings)
     try:
         if workers > 1:
             uvicorn.run(
@@ -127,8 +128,17 @@ def serve(
 
             uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
     finally:
+        drops.stop()
         if consumer is not None:
             consumer.stop(graceful=True)
+
+
+def _start_drops(settings: Settings) -> Any:
+    """The FTP/SFTP drop servers, when MISSIVA_DROP_FTP_PORT / MISSIVA_DROP_SFTP_PORT are set."""
+    from missiva.jobs import run_import_task
+    from missiva.sync.drop_service import start_from_environment
+
+    return start_from_environment(settings, runtime.database(), run_import_task)
 
 
 def _print_demo(demo: dict[str, Any], base: str) -> None:
