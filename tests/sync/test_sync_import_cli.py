@@ -128,3 +128,36 @@ def test_an_import_killed_mid_file_resumes_and_ends_like_an_uninterrupted_run(
     clean = import_file(db, clean_account["id"], path, list_id=clean_list["id"], batch_size=5000)
     assert clean.status == "completed"
     assert audience_state(db, account["id"]) == audience_state(db, clean_account["id"])
+
+
+def test_export_command_writes_yesterdays_unsubscribers_of_a_list_without_link_clicks(
+    settings, db, account, tmp_path
+):
+    from datetime import UTC, datetime, time, timedelta
+
+    from sqlalchemy import update
+
+    from missiva.audience import subscriptions as subs_svc
+    from missiva.audience.models import Subscription
+
+    lst = make_list(db, account["id"])
+    yesterday_noon = datetime.combine(datetime.now(UTC).date() - timedelta(days=1), time(12), tzinfo=UTC)
+    with db.session() as session:
+        for email, reason in (("link@example.it", "link"), ("bounce@example.it", "hard_bounce")):
+            subs_svc.subscribe(session, account["id"], lst["id"], email=email)
+            sub = subs_svc.unsubscribe(session, account["id"], lst["id"], email=email, reason=reason)
+            session.execute(
+                update(Subscription).where(Subscription.id == sub.id).values(unsubscribed_at=yesterday_noon)
+            )
+    out = tmp_path / "optout.csv"
+    done = subprocess.run(
+        [
+            *MISSIVA, "export", "unsubscribers", "--account", str(account["id"]), "--list", str(lst["id"]),
+            "--window", "previous_day", "--exclude-reason", "link", "-o", str(out),
+        ],
+        env=cli_env(settings), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = out.read_text().splitlines()
+    assert lines[0] == "email;mobile;idList;OptOut_Date;reason;optout_type;optout_nl"
+    assert lines[1:] == [f"bounce@example.it;;{lst['id']};{yesterday_noon:%Y%m%dT%H%M%S};hard_bounce;8;"]

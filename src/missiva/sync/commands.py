@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -167,3 +168,220 @@ def _print_run(view: dict[str, Any]) -> None:
         out.print(f"  {where}, {error['column'] or '-'}: {error['reason']}")
     if len(view["errors"]) > 20:
         out.print(f"  ... {len(view['errors']) - 20} more (use --json for all)")
+
+
+def _output(path: Path | None) -> Any:
+    return path.open("wb") if path is not None else sys.stdout.buffer
+
+
+@export_app.command("unsubscribers")
+def export_unsubscribers_command(
+    account: int = AccountOpt,
+    list_in: list[int] = typer.Option([], "--list", help="only these lists (repeatable)"),
+    list_out: list[int] = typer.Option([], "--exclude-list", help="all lists but these"),
+    reason_in: list[str] = typer.Option([], "--reason", help="only these reasons (console, link, ...)"),
+    reason_out: list[str] = typer.Option([], "--exclude-reason", help="all reasons but these"),
+    window: str = typer.Option("all", help="all, previous_day, since_last or range"),
+    since: datetime = typer.Option(None, help="range start (ISO 8601 with offset)"),
+    until: datetime = typer.Option(None, help="range end (ISO 8601 with offset)"),
+    timezone: str = typer.Option("UTC", help="time zone of 'previous day' and of the dates written"),
+    stream: str = typer.Option("cli", help="whose 'last export' since_last continues"),
+    field: list[int] = typer.Option([], "--field", help="personal field number to add (repeatable)"),
+    delimiter: str = typer.Option(";"),
+    zipped: bool = typer.Option(False, "--zip", help="write a ZIP holding the CSV"),
+    output: Path = typer.Option(None, "--output", "-o", help="file to write (default: standard output)"),
+) -> None:
+    """Unsubscribers by list, date window and reason, as MailUp's export columns."""
+    from missiva.sync.export import UnsubscriberExport, export_unsubscribers
+
+    with _session() as session:
+        try:
+            account_id = _account_id(session, account)
+            spec = UnsubscriberExport(
+                lists_in=tuple(list_in),
+                lists_out=tuple(list_out),
+                reasons_in=tuple(reason_in),
+                reasons_out=tuple(reason_out),
+                window=window,  # type: ignore[arg-type]
+                since=since,
+                until=until,
+                timezone=timezone,
+                stream=stream,
+                fields=tuple(field),
+                delimiter=delimiter,
+                zipped=zipped,
+            )
+            out = _output(output)
+            try:
+                result = export_unsubscribers(session, account_id, spec, out)
+            finally:
+                if output is not None:
+                    out.close()
+            session.commit()
+        except (DomainError, ValueError) as exc:
+            _fail(getattr(exc, "message", str(exc)))
+    console.print(f"{result.rows} unsubscribers exported")
+
+
+@export_app.command("recipients")
+def export_recipients_command(
+    list_id: int = typer.Option(..., "--list", help="the list"),
+    account: int = AccountOpt,
+    status: str = typer.Option(None, help="subscribed, pending or unsubscribed"),
+    channel: str = typer.Option(None, help="email or sms"),
+    field: list[int] = typer.Option([], "--field", help="personal field number to add (repeatable)"),
+    delimiter: str = typer.Option(";"),
+    zipped: bool = typer.Option(False, "--zip"),
+    output: Path = typer.Option(None, "--output", "-o"),
+) -> None:
+    """Every recipient of a list, optionally of one status and channel."""
+    from missiva.sync.export import export_recipients
+
+    with _session() as session:
+        try:
+            account_id = _account_id(session, account)
+            out = _output(output)
+            try:
+                result = export_recipients(
+                    session, account_id, out, list_id=list_id, status=status, channel=channel,
+                    fields=field, delimiter=delimiter, zipped=zipped,
+                )  # fmt: skip
+            finally:
+                if output is not None:
+                    out.close()
+        except (DomainError, ValueError) as exc:
+            _fail(getattr(exc, "message", str(exc)))
+    console.print(f"{result.rows} recipients exported")
+
+
+@sync_app.command("list")
+def sync_list(account: int = AccountOpt, as_json: bool = JsonOpt) -> None:
+    """The account's sync jobs (secrets are never shown)."""
+    from missiva.sync import sync_jobs
+
+    key = runtime.settings().secret_key
+    with _session() as session:
+        rows = [
+            sync_jobs.job_view(j, key) for j in sync_jobs.list_jobs(session, _account_id(session, account))
+        ]
+    if as_json:
+        _emit({"sync_jobs": rows})
+        return
+    table = Table("id", "name", "direction", "where", "pattern", "schedule", "last")
+    for r in rows:
+        where = f"{r['kind']}://{r['host']}/{r['remote_dir']}"
+        table.add_row(
+            str(r["id"]),
+            r["name"],
+            r["direction"],
+            where,
+            r["pattern"],
+            r["schedule"],
+            r["last_status"] or "",
+        )
+    Console().print(table)
+
+
+@sync_app.command("create")
+def sync_create(
+    name: str,
+    kind: str = typer.Option(..., help="local, ftp, ftps or sftp"),
+    account: int = AccountOpt,
+    direction: str = typer.Option("import", help="import or export"),
+    host: str = typer.Option(""),
+    port: int = typer.Option(None),
+    username: str = typer.Option(""),
+    password: str = typer.Option(None, help="stored encrypted"),
+    private_key_file: Path = typer.Option(
+        None, exists=True, dir_okay=False, help="SFTP key, stored encrypted"
+    ),
+    known_host_key: str = typer.Option(None, help="the SFTP server's public key line"),
+    remote_dir: str = typer.Option(""),
+    pattern: str = typer.Option("*.csv", help="glob, or re:<regex>"),
+    schedule: str = typer.Option("0 2 * * *", help="cron expression (UTC)"),
+    options: str = typer.Option("{}", help="JSON: import options, or export filters and file_name"),
+    after: str = typer.Option("archive", help="archive, rename or delete processed files"),
+    folder: str = typer.Option("archive", help="archive folder"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Create a scheduled import (or export) job."""
+    from missiva.sync import sync_jobs
+
+    key = runtime.settings().secret_key
+    with _session() as session:
+        try:
+            job = sync_jobs.create_job(
+                session, _account_id(session, account), secret_key=key, name=name, direction=direction,
+                kind=kind, host=host, port=port, username=username, password=password,
+                private_key=private_key_file.read_text() if private_key_file else None,
+                known_host_key=known_host_key, remote_dir=remote_dir, pattern=pattern, schedule=schedule,
+                options=json.loads(options), disposal={"action": after, "folder": folder},
+            )  # fmt: skip
+            session.commit()
+            view = sync_jobs.job_view(job, key)
+        except (DomainError, ValueError) as exc:
+            _fail(getattr(exc, "message", str(exc)))
+    _emit(view) if as_json else Console().print(
+        f"sync job {view['id']} created; next run {view['next_run_at']}"
+    )
+
+
+@sync_app.command("run")
+def sync_run(job_id: int, account: int = AccountOpt, as_json: bool = JsonOpt) -> None:
+    """Run a job now, in this process."""
+    from dataclasses import asdict
+
+    from missiva.sync import sync_jobs
+
+    settings = runtime.settings()
+    with _session() as session:
+        sync_jobs.get_job(session, _account_id(session, account), job_id)
+    report = sync_jobs.run_job(
+        runtime.database(), job_id, secret_key=settings.secret_key, work_dir=settings.data_dir / "sync"
+    )
+    if as_json:
+        _emit(asdict(report))
+    else:
+        Console().print(f"job {job_id}: {report.status}" + (f" - {report.error}" if report.error else ""))
+        for entry in report.imported:
+            Console().print(f"  {entry['file']}: {entry['outcome']} (import {entry['run_id']})")
+        if report.exported:
+            Console().print(f"  pushed {report.exported['file']} ({report.exported['rows']} rows)")
+    if report.status not in ("ok", "busy"):
+        raise typer.Exit(1)
+
+
+@sync_app.command("delete")
+def sync_delete(job_id: int, account: int = AccountOpt) -> None:
+    """Delete a job."""
+    from missiva.sync import sync_jobs
+
+    with _session() as session:
+        try:
+            sync_jobs.delete_job(session, _account_id(session, account), job_id)
+            session.commit()
+        except DomainError as exc:
+            _fail(exc.message)
+    Console().print(f"sync job {job_id} deleted")
+
+
+@sync_app.command("drop-login")
+def sync_drop_login(
+    username: str,
+    password: str = typer.Option(..., prompt=True, hide_input=True, help="at least 12 characters"),
+    list_id: int = typer.Option(None, "--list", help="list for uploaded files"),
+    account: int = AccountOpt,
+) -> None:
+    """Create a login to Missiva's own FTP/SFTP drop; its uploads are imported into --list."""
+    from missiva.sync.drop_service import create_login
+    from missiva.sync.importer import ImportOptions
+
+    with _session() as session:
+        try:
+            create_login(
+                session, _account_id(session, account), username, password, ImportOptions(list_id=list_id)
+            )
+            session.commit()
+        except DomainError as exc:
+            _fail(exc.message)
+    Console().print(f"drop login {username} created")
