@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, BinaryIO
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, and_, case, literal, select
+from sqlalchemy import Select, and_, case, func, literal, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
@@ -143,35 +143,40 @@ def export_unsubscribers(
     s, r = Subscription, Recipient
     with CsvSink(dest, delimiter=spec.delimiter, zipped=spec.zipped, entry="unsubscribers.csv") as sink:
         sink.write_header(header)
+        optout = case(
+            {reason.value: reason.optout_type for reason in Reason}, value=s.unsubscribe_reason, else_=None
+        )
+        extras = [r.fields[str(n)].as_string() for n, _ in fields]
         if session.get_bind().dialect.name == "postgresql":
-            optout = case(
-                {reason.value: reason.optout_type for reason in Reason},
-                value=s.unsubscribe_reason,
-                else_=None,
-            )
+            date = _pg_date(s.unsubscribed_at, spec.timezone)
             columns = [
                 r.email,
                 r.mobile,
                 s.list_id,
-                _pg_date(s.unsubscribed_at, spec.timezone),
+                date,
                 s.unsubscribe_reason,
                 optout,
                 s.unsubscribe_mailing_id,
-                *(r.fields[str(n)].as_string() for n, _ in fields),
             ]
-            _copy_to(session, query.with_only_columns(*columns), sink)
+            _copy_to(session, query.with_only_columns(*columns, *extras), sink)
         else:
-            tz = ZoneInfo(spec.timezone)
-            narrow = query.with_only_columns(
+            utc = spec.timezone == "UTC"
+            # SQLite formats UTC dates itself (stored as text); other zones are converted here.
+            date = func.strftime("%Y%m%dT%H%M%S", s.unsubscribed_at) if utc else s.unsubscribed_at
+            columns = [
                 r.email,
                 r.mobile,
                 s.list_id,
-                s.unsubscribed_at,
+                date,
                 s.unsubscribe_reason,
+                optout,
                 s.unsubscribe_mailing_id,
-                r.fields,
+            ]
+            result = session.execute(
+                query.with_only_columns(*columns, *extras).execution_options(yield_per=10_000)
             )
-            sink.write_rows(_unsubscriber_rows(session, narrow, tz, [n for n, _ in fields]))
+            for chunk in result.partitions():
+                sink.write_rows(chunk if utc else _in_zone(chunk, ZoneInfo(spec.timezone)))
         rows = sink.rows
     span_done = span
     if record:
@@ -180,31 +185,14 @@ def export_unsubscribers(
 
 
 def _pg_date(column: Any, timezone: str) -> Any:
-    from sqlalchemy import func
-
     return func.to_char(func.timezone(literal(timezone), column), _PG_MAILUP_DATE)
 
 
-def _unsubscriber_rows(
-    session: Session, query: Select[Any], tz: ZoneInfo, numbers: list[int]
-) -> Iterator[tuple[Any, ...]]:
-    keys = [str(n) for n in numbers]
-    optout = {reason.value: reason.optout_type for reason in Reason}
-    for email, mobile, list_id, when, reason, mailing, values in session.execute(
-        query.execution_options(yield_per=10_000)
-    ):
-        stamp = when.astimezone(tz).strftime(MAILUP_DATE) if when is not None else None
-        values = values or {}
-        yield (
-            email,
-            mobile,
-            list_id,
-            stamp,
-            reason,
-            optout.get(reason),
-            mailing,
-            *(values.get(k) for k in keys),
-        )
+def _in_zone(rows: Sequence[Any], tz: ZoneInfo) -> Iterator[tuple[Any, ...]]:
+    """Rows with their date (4th column) written in MailUp's format in `tz`."""
+    for row in rows:
+        when = row[3]
+        yield (*row[:3], when.astimezone(tz).strftime(MAILUP_DATE) if when else None, *row[4:])
 
 
 def _copy_to(session: Session, query: Select[Any], sink: CsvSink) -> None:
