@@ -66,7 +66,7 @@ def audience_state(db: Database, account_id: int) -> dict[str, Any]:
         def who(rid: int | None) -> str | None:
             return None if rid is None or rid not in people else people[rid][0] or people[rid][1]
 
-        list_names = dict(session.execute(select(MailingList.id, MailingList.name)).tuples().all())
+        list_names = {i: n for i, n in session.execute(select(MailingList.id, MailingList.name))}
         subs = sorted(
             (who(rid), list_names[list_id], channel, status, reason)
             for rid, list_id, channel, status, reason in session.execute(
