@@ -97,11 +97,11 @@ class BatchWriter:
         if created:
             run(session, sql.mark_new, now)
         channels = self.options.channels
+        case = action_case(self.options, "s.status")
         if channels in (Channels.EMAIL, Channels.BOTH):
-            run(session, sql.expand_subs.format(channel="email", identity="email"), now)
+            run(session, sql.expand_subs.format(channel="email", identity="email", case=case), now)
         if channels in (Channels.SMS, Channels.BOTH):
-            run(session, sql.expand_subs.format(channel="sms", identity="mobile"), now)
-        run(session, sql.decide.format(case=action_case(self.options)), now)
+            run(session, sql.expand_subs.format(channel="sms", identity="mobile", case=case), now)
         self._analyze(conn, "imp_subs")
         if Action.SKIP in self._actions:
             run(session, sql.mark_skipped, now)

@@ -6,8 +6,8 @@ every step below runs once for the whole batch, set-based, in the batch's transa
   resolve        find each row's recipient by email, else by mobile
   insert_new     create the recipients nobody has yet (then resolve again)
   mark_new       remember which rows created their recipient
-  expand_subs    one `imp_subs` row per row and channel, with the current subscription status
-  decide         the policy's CASE: what happens to each subscription
+  expand_subs    one `imp_subs` row per row and channel, with the current subscription status and,
+                 from the policy's CASE, what happens to it
   mark_skipped   rows whose every subscription is skipped (pending/unsubscribed, not forced)
   create_subs / set_subscribed / set_pending / set_unsubscribed   the status writes
   merge_fields / write_fields   field values merged (empty ignored or overwriting, ' ' clears)
@@ -96,8 +96,8 @@ WHERE r.id = imp_rows.rid AND r.created_at = :now
 """
 
 _EXPAND_SUBS = """
-INSERT INTO imp_subs (seq, rid, list_id, channel, cur, sid)
-SELECT b.seq, b.rid, b.list_id, '{channel}', s.status, s.id
+INSERT INTO imp_subs (seq, rid, list_id, channel, cur, sid, action)
+SELECT b.seq, b.rid, b.list_id, '{channel}', s.status, s.id, {case}
 FROM imp_rows b LEFT JOIN subscriptions s
     ON s.recipient_id = b.rid AND s.list_id = b.list_id AND s.channel = '{channel}'
 WHERE b.rid IS NOT NULL AND b.{identity} IS NOT NULL
@@ -193,7 +193,7 @@ RETURNED_EVENT_COLUMNS = (
 
 @dataclass(frozen=True)
 class Statements:
-    """The named statements of one dialect; `{case}` in `decide` is filled from the policy."""
+    """The named statements of one dialect; `{case}` in `expand_subs` is filled from the policy."""
 
     create_temp: tuple[str, ...]
     clear_temp: tuple[str, ...]
@@ -201,7 +201,6 @@ class Statements:
     insert_new: str
     mark_new: str
     expand_subs: str
-    decide: str
     mark_skipped: str
     create_subs: str
     fill_subscription_ids: str
@@ -250,7 +249,6 @@ POSTGRESQL = Statements(
         ON CONFLICT DO NOTHING""",
     mark_new=_MARK_NEW,
     expand_subs=_EXPAND_SUBS,
-    decide="UPDATE imp_subs SET action = {case}",
     mark_skipped=_MARK_SKIPPED,
     create_subs=_CREATE_SUBS,
     fill_subscription_ids=_FILL_SUBSCRIPTION_IDS,
@@ -357,7 +355,6 @@ SQLITE = Statements(
         ON CONFLICT DO NOTHING""",
     mark_new=_MARK_NEW,
     expand_subs=_EXPAND_SUBS,
-    decide="UPDATE imp_subs SET action = {case}",
     mark_skipped=_MARK_SKIPPED,
     create_subs=_CREATE_SUBS,
     fill_subscription_ids=_FILL_SUBSCRIPTION_IDS,
