@@ -338,3 +338,26 @@ def test_hostile_files_are_refused_with_a_clear_error_and_nothing_is_imported(db
     assert re.search(message, run.error, re.IGNORECASE), run.error
     assert count(db, Recipient) == 0 and count(db, Subscription) == 0 and count(db, AudienceEvent) == 0
     assert run.checkpoint == 0 and run.rows_new == 0
+
+
+def test_mailup_xml_document_imports_email_and_sms_subscribers(db, account):
+    lst = make_list(db, account["id"])
+    data = Path(__file__).resolve().parent.parent / "data" / "sync" / "mailup_subscribers.xml"
+    run = import_file(db, account["id"], data, list_id=lst["id"], channels="both")
+    assert run.status == "completed" and (run.rows_new, run.rows_errors) == (3, 0)
+    state = audience_state(db, account["id"])
+    assert state["recipients"] == [
+        (None, "+393479876543", {"1": "Solo", "2": "SMS"}),
+        ("anna.bianchi@example.it", None, {"1": "Anna", "2": "Bianchi", "4": "Cefalù"}),
+        (
+            "mario.rossi@example.it",
+            "+393331234567",
+            {"1": "Mario", "2": "Rossi", "3": "Rossi & Figli S.r.l.", "4": "Forlì"},
+        ),
+    ]
+    assert [(s[0], s[2]) for s in state["subscriptions"]] == [
+        ("+393479876543", "sms"),
+        ("anna.bianchi@example.it", "email"),
+        ("mario.rossi@example.it", "email"),
+        ("mario.rossi@example.it", "sms"),
+    ]
