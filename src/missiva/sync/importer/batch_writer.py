@@ -97,7 +97,7 @@ class BatchWriter:
         if created:
             run(session, sql.mark_new, now)
         channels = self.options.channels
-        case = action_case(self.options, "s.status")
+        case = action_case(self.options, "x.cur")
         if channels in (Channels.EMAIL, Channels.BOTH):
             run(session, sql.expand_subs.format(channel="email", identity="email", case=case), now)
         if channels in (Channels.SMS, Channels.BOTH):

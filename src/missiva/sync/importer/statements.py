@@ -64,19 +64,19 @@ _SET_SUBSCRIBED = """
 UPDATE subscriptions SET status = 'subscribed', subscribed_at = :now, unsubscribed_at = NULL,
     unsubscribe_reason = NULL, unsubscribe_source = NULL, unsubscribe_mailing_id = NULL,
     updated_at = :now, consent_method = 'import', consent_ip = NULL, consent_at = :now
-WHERE id IN (SELECT sid FROM imp_subs WHERE action = 'subscribe')
+WHERE id {ids_in}(SELECT sid FROM imp_subs WHERE action = 'subscribe'){ids_end}
 """
 
 _SET_PENDING = """
 UPDATE subscriptions SET status = 'pending', requested_at = :now, updated_at = :now,
     consent_method = 'import', consent_ip = NULL, consent_at = :now
-WHERE id IN (SELECT sid FROM imp_subs WHERE action = 'request')
+WHERE id {ids_in}(SELECT sid FROM imp_subs WHERE action = 'request'){ids_end}
 """
 
 _SET_UNSUBSCRIBED = """
 UPDATE subscriptions SET status = 'unsubscribed', unsubscribed_at = :now, updated_at = :now,
     unsubscribe_reason = 'import', unsubscribe_source = 'import', unsubscribe_mailing_id = NULL
-WHERE id IN (SELECT sid FROM imp_subs WHERE action = 'unsubscribe')
+WHERE id {ids_in}(SELECT sid FROM imp_subs WHERE action = 'unsubscribe'){ids_end}
 """
 
 _RESOLVE = """
@@ -87,20 +87,26 @@ WHERE rid IS NULL
 """
 
 # A recipient this batch created carries the batch's timestamp and exactly the row's identities (a
-# row whose insert lost to another row of the batch sharing its mobile is not new).
+# row whose insert lost to another row of the batch sharing its mobile is not new). Lookups of the
+# audience tables are written as scalar subqueries on purpose: PostgreSQL runs them per batch row
+# through the primary key, where a join may be planned as a scan of the whole table at every batch.
 _MARK_NEW = """
-UPDATE imp_rows SET new_rec = TRUE FROM recipients r
-WHERE r.id = imp_rows.rid AND r.created_at = :now
-    AND COALESCE(r.email, '') = COALESCE(imp_rows.email, '')
-    AND COALESCE(r.mobile, '') = COALESCE(imp_rows.mobile, '')
+UPDATE imp_rows SET new_rec = TRUE
+WHERE rid IS NOT NULL AND (
+    SELECT r.created_at = :now AND COALESCE(r.email, '') = COALESCE(imp_rows.email, '')
+        AND COALESCE(r.mobile, '') = COALESCE(imp_rows.mobile, '')
+    FROM recipients r WHERE r.id = imp_rows.rid)
 """
 
 _EXPAND_SUBS = """
 INSERT INTO imp_subs (seq, rid, list_id, channel, cur, sid, action)
-SELECT b.seq, b.rid, b.list_id, '{channel}', s.status, s.id, {case}
-FROM imp_rows b LEFT JOIN subscriptions s
-    ON s.recipient_id = b.rid AND s.list_id = b.list_id AND s.channel = '{channel}'
-WHERE b.rid IS NOT NULL AND b.{identity} IS NOT NULL
+SELECT x.seq, x.rid, x.list_id, '{channel}', x.cur, x.sid, {case}
+FROM (SELECT b.seq, b.rid, b.list_id,
+        (SELECT s.status FROM subscriptions s WHERE s.recipient_id = b.rid AND s.list_id = b.list_id
+            AND s.channel = '{channel}') AS cur,
+        (SELECT s.id FROM subscriptions s WHERE s.recipient_id = b.rid AND s.list_id = b.list_id
+            AND s.channel = '{channel}') AS sid
+    FROM imp_rows b WHERE b.rid IS NOT NULL AND b.{identity} IS NOT NULL) x
 """
 
 _MARK_SKIPPED = """
@@ -112,24 +118,34 @@ WHERE rid IS NOT NULL AND NOT EXISTS (
 _ATTACH_EMAIL = """
 UPDATE imp_rows SET attach_email = email
 WHERE rid IS NOT NULL AND NOT new_rec AND NOT skip AND email IS NOT NULL
-    AND EXISTS (SELECT 1 FROM recipients r WHERE r.id = imp_rows.rid AND r.email IS NULL)
-    AND NOT EXISTS (SELECT 1 FROM recipients o WHERE o.account_id = :a AND o.email = imp_rows.email)
+    AND (SELECT r.email IS NULL FROM recipients r WHERE r.id = imp_rows.rid)
+    AND (SELECT o.id FROM recipients o WHERE o.account_id = :a AND o.email = imp_rows.email) IS NULL
 """
 
 _ATTACH_MOBILE = """
 UPDATE imp_rows SET attach_mobile = mobile
 WHERE rid IS NOT NULL AND NOT new_rec AND NOT skip AND mobile IS NOT NULL
-    AND EXISTS (SELECT 1 FROM recipients r WHERE r.id = imp_rows.rid AND r.mobile IS NULL)
-    AND NOT EXISTS (SELECT 1 FROM recipients o WHERE o.account_id = :a AND o.mobile = imp_rows.mobile)
+    AND (SELECT r.mobile IS NULL FROM recipients r WHERE r.id = imp_rows.rid)
+    AND (SELECT o.id FROM recipients o WHERE o.account_id = :a AND o.mobile = imp_rows.mobile) IS NULL
     AND mobile NOT IN (SELECT d.mobile FROM imp_rows d WHERE d.mobile IS NOT NULL
         GROUP BY d.mobile HAVING COUNT(*) > 1)
 """
 
 _WRITE_IDENTITIES = """
-UPDATE recipients SET email = COALESCE(recipients.email, b.attach_email),
-    mobile = COALESCE(recipients.mobile, b.attach_mobile), updated_at = :now
-FROM imp_rows b
-WHERE recipients.id = b.rid AND (b.attach_email IS NOT NULL OR b.attach_mobile IS NOT NULL)
+UPDATE recipients SET
+    email = COALESCE(recipients.email, (SELECT b.attach_email FROM imp_rows b WHERE b.rid = recipients.id
+        AND b.attach_email IS NOT NULL LIMIT 1)),
+    mobile = COALESCE(recipients.mobile, (SELECT b.attach_mobile FROM imp_rows b WHERE b.rid = recipients.id
+        AND b.attach_mobile IS NOT NULL LIMIT 1)),
+    updated_at = :now
+WHERE recipients.id {ids_in}(SELECT rid FROM imp_rows
+    WHERE attach_email IS NOT NULL OR attach_mobile IS NOT NULL){ids_end}
+"""
+
+_WRITE_FIELDS = """
+UPDATE recipients SET updated_at = :now, fields = (SELECT b.new_fields FROM imp_rows b
+    WHERE b.rid = recipients.id AND b.new_fields IS NOT NULL LIMIT 1)
+WHERE recipients.id {ids_in}(SELECT rid FROM imp_rows WHERE {changed}){ids_end}
 """
 
 _ADD_GROUPS = """
@@ -148,7 +164,8 @@ WHERE b.rid IS NOT NULL AND NOT b.skip AND NOT b.new_rec AND b.groups IS NOT NUL
 """
 
 _REMOVE_GROUPS = """
-DELETE FROM group_members WHERE (group_id, recipient_id) IN (SELECT group_id, rid FROM imp_gremove)
+DELETE FROM group_members WHERE recipient_id {ids_in}(SELECT rid FROM imp_gremove){ids_end}
+    AND (group_id, recipient_id) IN (SELECT group_id, rid FROM imp_gremove)
 """
 
 # The events of a batch, one row each, in file order and, inside a row, email, sms, then profile.
@@ -189,6 +206,16 @@ _EVENT_COLUMNS = (
 RETURNED_EVENT_COLUMNS = (
     "id, account_id, type, occurred_at, list_id, recipient_id, channel, source, reason, mailing_id, data"
 )
+
+
+def _pg(template: str) -> str:
+    """`template` for PostgreSQL: id lists as `= ANY(ARRAY(subquery))`, one index probe per id."""
+    return template.replace("{ids_in}", "= ANY(ARRAY").replace("{ids_end}", ")")
+
+
+def _lite(template: str) -> str:
+    """`template` for SQLite: id lists as `IN (subquery)`."""
+    return template.replace("{ids_in}", "IN ").replace("{ids_end}", "")
 
 
 @dataclass(frozen=True)
@@ -252,20 +279,18 @@ POSTGRESQL = Statements(
     mark_skipped=_MARK_SKIPPED,
     create_subs=_CREATE_SUBS,
     fill_subscription_ids=_FILL_SUBSCRIPTION_IDS,
-    set_subscribed=_SET_SUBSCRIBED,
-    set_pending=_SET_PENDING,
-    set_unsubscribed=_SET_UNSUBSCRIBED,
+    set_subscribed=_pg(_SET_SUBSCRIBED),
+    set_pending=_pg(_SET_PENDING),
+    set_unsubscribed=_pg(_SET_UNSUBSCRIBED),
     merge_fields="""
-        UPDATE imp_rows SET old_fields = r.fields, new_fields = jsonb_strip_nulls(r.fields || imp_rows.patch)
-        FROM recipients r
-        WHERE r.id = imp_rows.rid AND NOT imp_rows.new_rec AND NOT imp_rows.skip
-            AND imp_rows.patch <> '{}'::jsonb""",
-    write_fields="""
-        UPDATE recipients SET fields = b.new_fields, updated_at = :now FROM imp_rows b
-        WHERE recipients.id = b.rid AND b.new_fields <> b.old_fields""",
+        UPDATE imp_rows SET (old_fields, new_fields) = (
+            SELECT r.fields, jsonb_strip_nulls(r.fields || imp_rows.patch) FROM recipients r
+            WHERE r.id = imp_rows.rid)
+        WHERE rid IS NOT NULL AND NOT new_rec AND NOT skip AND patch <> '{}'::jsonb""",
+    write_fields=_pg(_WRITE_FIELDS).replace("{changed}", "new_fields <> old_fields"),
     attach_email=_ATTACH_EMAIL,
     attach_mobile=_ATTACH_MOBILE,
-    write_identities=_WRITE_IDENTITIES,
+    write_identities=_pg(_WRITE_IDENTITIES),
     collect_groups="""
         INSERT INTO imp_groups (seq, rid, group_id, existed)
         SELECT b.seq, b.rid, g.value::integer, EXISTS (SELECT 1 FROM group_members gm
@@ -273,8 +298,15 @@ POSTGRESQL = Statements(
         FROM imp_rows b CROSS JOIN LATERAL jsonb_array_elements_text(b.groups) AS g(value)
         WHERE b.rid IS NOT NULL AND NOT b.skip AND b.groups IS NOT NULL""",
     add_groups=_ADD_GROUPS,
-    collect_removals=_COLLECT_REMOVALS,
-    remove_groups=_REMOVE_GROUPS,
+    # LATERAL ... OFFSET 0 keeps the per-row index lookup (no join over all memberships).
+    collect_removals="""
+        INSERT INTO imp_gremove (seq, rid, group_id)
+        SELECT b.seq, b.rid, m.group_id FROM imp_rows b
+        CROSS JOIN LATERAL (SELECT gm.group_id FROM group_members gm JOIN groups g ON g.id = gm.group_id
+            WHERE gm.recipient_id = b.rid AND g.list_id = b.list_id OFFSET 0) m
+        WHERE b.rid IS NOT NULL AND NOT b.skip AND NOT b.new_rec AND b.groups IS NOT NULL
+            AND NOT EXISTS (SELECT 1 FROM imp_groups x WHERE x.seq = b.seq AND x.group_id = m.group_id)""",
+    remove_groups=_pg(_REMOVE_GROUPS),
     describe_changes="""
         UPDATE imp_rows SET touched = true, changes = jsonb_strip_nulls(jsonb_build_object(
             'fields', CASE WHEN new_fields <> old_fields THEN (
@@ -295,7 +327,7 @@ POSTGRESQL = Statements(
     insert_events=f"""
         INSERT INTO audience_events ({_EVENT_COLUMNS})
         SELECT :a, {_EVENT_TYPE}, :now, e.list_id, e.rid, e.channel, 'import', {_EVENT_REASON}, NULL,
-            jsonb_build_object(
+            (SELECT jsonb_build_object(
                 'email', r.email, 'mobile', r.mobile, 'fields', r.fields,
                 'groups', COALESCE((SELECT jsonb_agg(jsonb_build_object('id', g.id, 'list_id', g.list_id)
                     ORDER BY g.id) FROM group_members gm JOIN groups g ON g.id = gm.group_id
@@ -303,6 +335,7 @@ POSTGRESQL = Statements(
                 'subscriptions', COALESCE((SELECT jsonb_agg(jsonb_build_object('list_id', s.list_id,
                     'channel', s.channel, 'status', s.status) ORDER BY s.list_id, s.channel)
                     FROM subscriptions s WHERE s.recipient_id = r.id), '[]'::jsonb))
+                FROM recipients r WHERE r.id = e.rid)
             || CASE e.kind
                 WHEN 'create_sub' THEN jsonb_build_object('method', 'import', 'previous_status', e.prev)
                 WHEN 'subscribe' THEN jsonb_build_object('method', 'forced', 'previous_status', e.prev)
@@ -312,7 +345,7 @@ POSTGRESQL = Statements(
                     'previous_status', e.prev, 'send_confirmation', {{confirm}})
                 WHEN 'updated' THEN jsonb_build_object('changes', e.changes)
                 ELSE jsonb_build_object('optout_type', {OPTOUT_IMPORT}) END
-        FROM ({_EVENT_ROWS}) e JOIN recipients r ON r.id = e.rid
+        FROM ({_EVENT_ROWS}) e
         ORDER BY e.seq, e.ord""",
     outcomes=_OUTCOMES,
 )
@@ -358,20 +391,18 @@ SQLITE = Statements(
     mark_skipped=_MARK_SKIPPED,
     create_subs=_CREATE_SUBS,
     fill_subscription_ids=_FILL_SUBSCRIPTION_IDS,
-    set_subscribed=_SET_SUBSCRIBED,
-    set_pending=_SET_PENDING,
-    set_unsubscribed=_SET_UNSUBSCRIBED,
+    set_subscribed=_lite(_SET_SUBSCRIBED),
+    set_pending=_lite(_SET_PENDING),
+    set_unsubscribed=_lite(_SET_UNSUBSCRIBED),
     merge_fields="""
         UPDATE imp_rows SET old_fields = r.fields, new_fields = json_patch(r.fields, imp_rows.patch)
         FROM recipients r
         WHERE r.id = imp_rows.rid AND NOT imp_rows.new_rec AND NOT imp_rows.skip
             AND imp_rows.patch <> '{}'""",
-    write_fields="""
-        UPDATE recipients SET fields = b.new_fields, updated_at = :now FROM imp_rows b
-        WHERE recipients.id = b.rid AND b.new_fields <> json(b.old_fields)""",
+    write_fields=_lite(_WRITE_FIELDS).replace("{changed}", "new_fields <> json(old_fields)"),
     attach_email=_ATTACH_EMAIL,
     attach_mobile=_ATTACH_MOBILE,
-    write_identities=_WRITE_IDENTITIES,
+    write_identities=_lite(_WRITE_IDENTITIES),
     collect_groups="""
         INSERT INTO imp_groups (seq, rid, group_id, existed)
         SELECT b.seq, b.rid, g.value, EXISTS (SELECT 1 FROM group_members gm
@@ -380,7 +411,7 @@ SQLITE = Statements(
         WHERE b.rid IS NOT NULL AND NOT b.skip AND b.groups IS NOT NULL""",
     add_groups=_ADD_GROUPS,
     collect_removals=_COLLECT_REMOVALS,
-    remove_groups=_REMOVE_GROUPS,
+    remove_groups=_lite(_REMOVE_GROUPS),
     # json_patch('{}', x) drops x's null members, like jsonb_strip_nulls.
     describe_changes=f"""
         UPDATE imp_rows SET touched = 1, changes = json_patch('{{}}', json_object(
