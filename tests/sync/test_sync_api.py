@@ -16,6 +16,7 @@ from missiva.audience import subscriptions as subs_svc
 from missiva.audience.models import Recipient
 from missiva.sync import drop_service
 from missiva.sync.background_loop import BackgroundLoop
+from missiva.sync.importer import ImportOptions
 from missiva.sync.models import ImportRun
 
 CSV = b"email;nome\nuno@example.it;Uno\nnope;Bad\ndue@example.it;Due\n"
@@ -189,7 +190,7 @@ def drops(db, settings, monkeypatch):
 def test_a_file_uploaded_to_the_hosted_drop_is_imported_when_complete(db, account, drops, settings):
     lst = make_list(db, account["id"])
     with db.session() as session:
-        options = drop_service.ImportOptions(list_id=lst["id"])
+        options = ImportOptions(list_id=lst["id"])
         drop_service.create_login(session, account["id"], "shop-ftp", "a long password!", options)
     ftp_server, sftp_server = drops.servers
     host, port = ftp_server.address

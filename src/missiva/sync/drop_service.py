@@ -13,7 +13,6 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -107,7 +106,6 @@ class DropGateway:
 
     db: Database
     enqueue: Callable[[int], object]
-    _cache: dict[str, Any] = field(default_factory=dict)
 
     def authenticate(self, username: str, password: str) -> str | None:
         """The login's folder key (its username) when the password matches, else None."""
