@@ -1,7 +1,8 @@
 """Import and export throughput against the ceiling of the same work done bare, PostgreSQL and SQLite.
 
 A generated CSV (email + three personal fields) is imported into an empty list, then again as an
-update (every row matches, nothing changes), each in a child process whose peak RSS it reports. Ceilings, measured in the same run on the same rows:
+update (every row matches, nothing changes), each in a child process whose peak RSS it reports.
+Ceilings, measured in the same run on the same rows:
 
   PostgreSQL import: COPY of the file into a staging table + one set-based upsert into recipients
   SQLite import:     a bare executemany of the same rows into recipients
