@@ -21,6 +21,7 @@ from missiva.inbound.providers import api as inbound_api
 from missiva.messages import api as messages_api
 from missiva.reports import api as reports_api
 from missiva.reports import endpoints as tracking_endpoints
+from missiva.sync import api as sync_api
 from missiva.tenancy import api as tenancy_api
 from missiva.web import problems
 from missiva.web.idempotency import IdempotencyMiddleware
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(sms_api.public)
     app.include_router(inbound_api.router)
     app.include_router(inbound_api.public)
+    app.include_router(sync_api.router)
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> JSONResponse:

@@ -151,6 +151,7 @@ def serve(
         from missiva.delivery.sms.commands import start_in_thread
 
         listener = start_in_thread()
+    drops = _start_drops(settings)
     try:
         if workers > 1:
             uvicorn.run(
@@ -168,10 +169,19 @@ def serve(
     finally:
         if listener is not None:
             listener.stop()
+        drops.stop()
         if consumer is not None:
             consumer.stop(graceful=True)
         if receiver is not None:
             receiver.stop()
+
+
+def _start_drops(settings: Settings) -> Any:
+    """The FTP/SFTP drop servers, when MISSIVA_DROP_FTP_PORT / MISSIVA_DROP_SFTP_PORT are set."""
+    from missiva.jobs import run_import_task
+    from missiva.sync.drop_service import start_from_environment
+
+    return start_from_environment(settings, runtime.database(), run_import_task)
 
 
 def _print_demo(demo: dict[str, Any], base: str) -> None:
@@ -726,6 +736,15 @@ def inbound_poll_imap(
         summary = process_pending(settings, runtime.database())
         result["actions"] = dict(summary.actions)
     _emit(result)
+
+
+def _register_sync_commands() -> None:
+    from missiva.sync.commands import register
+
+    register(app)
+
+
+_register_sync_commands()
 
 
 def main() -> None:

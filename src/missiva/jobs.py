@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 
 from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey, crontab
 from sqlalchemy.orm import Session
@@ -63,6 +64,43 @@ def send_confirmation(subscription_id: int) -> bool:
     mailer.send(settings, message)
     log.info("confirmation request sent for subscription %s", subscription_id)
     return True
+
+
+@huey.task()
+def run_import_task(run_id: int) -> str:
+    """Run (or resume) an import queued by the API, a drop upload or the stalled-run sweep."""
+    from missiva.sync.importer import run_import
+
+    return run_import(runtime.database(), run_id).status
+
+
+@huey.task()
+def run_sync_job(job_id: int, claimed: bool = True) -> dict[str, object]:
+    """Run one sync job: import the new files of its folder, or push its export."""
+    from dataclasses import asdict
+
+    from missiva.sync.sync_jobs import run_job
+
+    settings = runtime.settings()
+    report = run_job(
+        runtime.database(),
+        job_id,
+        secret_key=settings.secret_key,
+        work_dir=settings.data_dir / "sync",
+        claimed=claimed,
+    )
+    return asdict(report)
+
+
+@huey.periodic_task(crontab(minute="*"))
+def sync_scheduler() -> list[int]:
+    """Every minute: start the sync jobs that are due, and resume imports whose worker died."""
+    from missiva.sync.scheduler_tick import stalled_imports, start_due_jobs
+
+    database = runtime.database()
+    for run_id in stalled_imports(database):
+        run_import_task(run_id)
+    return start_due_jobs(database, lambda job_id: run_sync_job(job_id))
 
 
 def _queue_confirmation(session: Session, event: AudienceEvent) -> None:
@@ -190,6 +228,16 @@ def poll_imap() -> int:
     return imap_poller.poll(settings, config, on_message=enqueue_inbound)
 
 
+def _queue_confirmations(session: Session, batch: Sequence[AudienceEvent]) -> None:
+    """The bulk form of `_queue_confirmation`: imports ask for the mail only with `send_confirmation`."""
+    for event in batch:
+        if event.channel != Channel.EMAIL or not (event.data or {}).get("send_confirmation", True):
+            continue
+        sub_id = event.data.get("subscription_id")
+        if sub_id is not None:
+            on_commit(session, lambda sub_id=sub_id: send_confirmation(sub_id))
+
+
 def install_listeners() -> None:
     """Hook background work onto audience events, mailing starts and tracking events (idempotent)."""
     events.add_listener(_queue_confirmation)
@@ -199,6 +247,9 @@ def install_listeners() -> None:
     tracking_recording.on_recorded(_schedule_roll_up)
     reports_wiring.install()
     reports_webhooks.set_publisher(message_events.publish)
+    events.add_batch_listener(
+        _queue_confirmations, types={EventType.SUBSCRIPTION_REQUESTED}, replaces=_queue_confirmation
+    )
 
 
 install_listeners()

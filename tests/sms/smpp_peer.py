@@ -70,11 +70,21 @@ class Smsc:
         self.outboxes: dict[asyncio.StreamWriter, list[bytes]] = {}
         self.muted: set[asyncio.StreamWriter] = set()
         self.throttle_next = 0
+        # deliver_sm not yet acknowledged, per connection; like a real SMSC, those of a connection that
+        # goes away are delivered again on the next bind.
+        self.unacked: dict[asyncio.StreamWriter, dict[int, bytes]] = {}
+        self.orphans: list[bytes] = []
 
     def write_record(self, entry: dict[str, object]) -> None:
         self.record.write(json.dumps(entry, ensure_ascii=False) + "\n")
         if entry["type"] != "message":  # messages are flushed with the response that confirms them
             self.record.flush()
+
+    def send_deliver(self, writer: asyncio.StreamWriter, pdu: Pdu) -> None:
+        """Send a deliver_sm and remember it until the client acknowledges it."""
+        data = pdu.encode()
+        self.unacked.setdefault(writer, {})[pdu.sequence_number] = data
+        self.send(writer, data)
 
     def send(self, writer: asyncio.StreamWriter, data: bytes) -> None:
         """Queue output; everything queued in one loop iteration leaves in one write."""
@@ -150,8 +160,8 @@ class Smsc:
             source_addr=source, destination_addr=dest, data_coding=coding, short_message=payloads[0]
         )
         for writer in list(self.sessions):
-            self.send(
-                writer, Pdu(CommandId.DELIVER_SM, 0, next(self.deliver_sequence), body.encode()).encode()
+            self.send_deliver(
+                writer, Pdu(CommandId.DELIVER_SM, 0, next(self.deliver_sequence), body.encode())
             )
         self.write_record(
             {"type": "mo", "source": source, "dest": dest, "text": text, "sessions": len(self.sessions)}
@@ -176,11 +186,19 @@ class Smsc:
                 reply = self.answer(pdu, writer, bound)
                 if reply is None:
                     return
+                for out in reply:
+                    if out.command_id == CommandId.DELIVER_SM:
+                        self.send_deliver(writer, out)
+                    else:
+                        self.send(writer, out.encode())
                 if pdu.command_id == CommandId.BIND_TRANSCEIVER and reply[0].command_status == Status.ROK:
                     bound = True
                     self.sessions.add(writer)
-                for out in reply:
-                    self.send(writer, out.encode())
+                    orphans, self.orphans = self.orphans, []
+                    for data in orphans:  # receipts the previous connection never acknowledged
+                        seq = int.from_bytes(data[12:16], "big")
+                        self.unacked.setdefault(writer, {})[seq] = data
+                        self.send(writer, data)
                 if pdu.command_id == CommandId.UNBIND:
                     return
                 await writer.drain()
@@ -188,6 +206,7 @@ class Smsc:
             return
         finally:
             self.flush(writer)
+            self.orphans.extend(self.unacked.pop(writer, {}).values())
             self.sessions.discard(writer)
             self.muted.discard(writer)
             writer.close()
@@ -224,8 +243,11 @@ class Smsc:
         if pdu.command_id == CommandId.UNBIND:
             return [Pdu(CommandId.UNBIND_RESP, Status.ROK, seq)]
         if pdu.is_response:
-            if pdu.command_id == CommandId.DELIVER_SM_RESP and pdu.command_status != Status.ROK:
-                self.write_record({"type": "deliver_sm_refused", "status": pdu.command_status})
+            if pdu.command_id == CommandId.DELIVER_SM_RESP:
+                if pdu.command_status == Status.ROK:
+                    self.unacked.get(writer, {}).pop(seq, None)
+                else:
+                    self.write_record({"type": "deliver_sm_refused", "status": pdu.command_status})
             return []
         return [Pdu(CommandId.GENERIC_NACK, Status.RINVCMDID, seq)]
 

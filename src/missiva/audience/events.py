@@ -6,7 +6,7 @@ cases stay small and the audience package imports none of them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from sqlalchemy import select, update
@@ -15,7 +15,18 @@ from sqlalchemy.orm import Session
 from missiva.audience.models import AudienceEvent, Group, GroupMember, Recipient, Subscription
 
 Listener = Callable[[Session, AudienceEvent], None]
+BatchListener = Callable[[Session, Sequence[AudienceEvent]], None]
 _listeners: list[Listener] = []
+
+
+class _BatchRegistration:
+    def __init__(self, fn: BatchListener, types: frozenset[str] | None, replaces: Listener | None) -> None:
+        self.fn = fn
+        self.types = types
+        self.replaces = replaces
+
+
+_batch_listeners: list[_BatchRegistration] = []
 
 
 def add_listener(listener: Listener) -> None:
@@ -28,6 +39,66 @@ def remove_listener(listener: Listener) -> None:
     """Stop calling `listener`."""
     if listener in _listeners:
         _listeners.remove(listener)
+
+
+def add_batch_listener(
+    listener: BatchListener,
+    *,
+    types: Collection[str] | None = None,
+    replaces: Listener | None = None,
+) -> None:
+    """Call `listener(session, events)` once per bulk write (an import batch) instead of once per event.
+
+    `types` limits it to those event types (so a bulk writer that cannot produce them need not read
+    its events back); `replaces` names the per-event listener it stands in for in bulk writes.
+    Idempotent.
+    """
+    if any(r.fn is listener for r in _batch_listeners):
+        return
+    _batch_listeners.append(_BatchRegistration(listener, frozenset(types) if types else None, replaces))
+
+
+def remove_batch_listener(listener: BatchListener) -> None:
+    """Stop calling `listener`."""
+    _batch_listeners[:] = [r for r in _batch_listeners if r.fn is not listener]
+
+
+def _unreplaced() -> list[Listener]:
+    replaced = {r.replaces for r in _batch_listeners}
+    return [fn for fn in _listeners if fn not in replaced]
+
+
+def batch_interest() -> set[str] | None:
+    """Event types some listener wants to see from a bulk write: None means every type.
+
+    A per-event listener without a batch form wants them all, so that it still hears about imported
+    changes (a webhook outbox, for one).
+    """
+    if _unreplaced():
+        return None
+    wanted: set[str] = set()
+    for registration in _batch_listeners:
+        if registration.types is None:
+            return None
+        wanted |= registration.types
+    return wanted
+
+
+def notify_batch(session: Session, written: Sequence[AudienceEvent]) -> None:
+    """Tell the listeners about events a bulk writer inserted set-based in `session`'s transaction.
+
+    Batch listeners get the whole sequence once; per-event listeners that no batch listener replaces
+    get each event, so nothing is silently skipped for bulk writes.
+    """
+    for registration in list(_batch_listeners):
+        chosen = (
+            written if registration.types is None else [e for e in written if e.type in registration.types]
+        )
+        if chosen:
+            registration.fn(session, chosen)
+    for listener in _unreplaced():
+        for event in written:
+            listener(session, event)
 
 
 def snapshot(session: Session, recipient: Recipient) -> dict[str, Any]:

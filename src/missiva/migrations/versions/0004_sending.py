@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql
 import missiva.db
 
 revision = "0004"
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
