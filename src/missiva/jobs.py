@@ -243,6 +243,7 @@ def install_listeners() -> None:
     events.add_listener(_queue_confirmation)
     mailings.set_enqueuer(lambda mailing_id: send_mailing(mailing_id))
     events.add_listener(outbox.on_audience_event)
+    events.add_batch_listener(outbox.on_audience_events, replaces=outbox.on_audience_event)
     outbox.add_kicker(_kick_dispatcher)
     tracking_recording.on_recorded(_schedule_roll_up)
     reports_wiring.install()

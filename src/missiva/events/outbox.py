@@ -7,7 +7,7 @@ dispatcher run catches anything a lost nudge left behind.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,11 +124,10 @@ def parts_for(target: Target, event: AudienceEvent) -> int:
     return 1
 
 
-def enqueue(session: Session, event: AudienceEvent) -> int:
-    """Queue `event` for every matching active endpoint of its account; the number of rows written."""
+def _rows(targets: list[Target], event: AudienceEvent, now: Any) -> list[dict[str, Any]]:
+    """Outbox rows of one event for the endpoints among `targets` that want it."""
     rows = []
-    now = utcnow()
-    for target in _targets(session, event.account_id):
+    for target in targets:
         if not matches(target, event):
             continue
         for part in range(parts_for(target, event)):
@@ -146,10 +145,34 @@ def enqueue(session: Session, event: AudienceEvent) -> int:
                     "created_at": now,
                 }
             )
+    return rows
+
+
+def enqueue_many(session: Session, events: Sequence[AudienceEvent]) -> int:
+    """Queue `events` for every matching active endpoint, in one write; the number of rows written."""
+    now = utcnow()
+    rows: list[dict[str, Any]] = []
+    targets_of: dict[int, list[Target]] = {}
+    for event in events:
+        targets = targets_of.get(event.account_id)
+        if targets is None:
+            targets = targets_of[event.account_id] = _targets(session, event.account_id)
+        if targets:
+            rows.extend(_rows(targets, event, now))
     if rows:
         session.connection().execute(_INSERT_DELIVERY, rows)
         request_dispatch(session)
     return len(rows)
+
+
+def enqueue(session: Session, event: AudienceEvent) -> int:
+    """Queue `event` for every matching active endpoint of its account; the number of rows written."""
+    return enqueue_many(session, [event])
+
+
+def on_audience_events(session: Session, events: Sequence[AudienceEvent]) -> None:
+    """The bulk listener (imports): queue a whole batch's deliveries in one statement."""
+    enqueue_many(session, events)
 
 
 def on_audience_event(session: Session, event: AudienceEvent) -> None:
