@@ -8,9 +8,11 @@ path the sender actually used for that recipient (read from the sink's MAIL FROM
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import email
 import email.policy
+import io
 import json
 import re
 import smtplib
@@ -163,6 +165,20 @@ def test_bounces_complaints_and_unsubscribe_mails_flow_back_to_the_audience(
         ("dead1@example.org", "hard_bounce", first["id"]),
         ("dead2@example.org", "hard_bounce", first["id"]),
         ("leaving@example.org", "list_unsubscribe", first["id"]),
+    ]
+
+    # The nightly unsubscriber export carries them back with MailUp's reason codes and the mailing.
+    from missiva.sync.export.unsubscribers import UnsubscriberExport, export_unsubscribers
+
+    out = io.BytesIO()
+    with db.session() as session:
+        export_unsubscribers(session, shop["id"], UnsubscriberExport(), out, record=False)
+    rows = list(csv.DictReader(io.StringIO(out.getvalue().decode("utf-8-sig")), delimiter=";"))
+    assert sorted((r["email"], r["reason"], r["optout_type"], r["optout_nl"]) for r in rows) == [
+        ("angry@example.org", "complaint", "16", str(first["id"])),
+        ("dead1@example.org", "hard_bounce", "8", str(first["id"])),
+        ("dead2@example.org", "hard_bounce", "8", str(first["id"])),
+        ("leaving@example.org", "list_unsubscribe", "2", str(first["id"])),
     ]
 
     sink.handler.reset()
