@@ -38,11 +38,11 @@ from missiva.audience.models import Recipient, Subscription  # noqa: E402
 from missiva.bootstrap import create_account  # noqa: E402
 from missiva.config import Settings  # noqa: E402
 from missiva.db import get_database, utcnow  # noqa: E402
-from missiva.delivery.configuration import derived_secret  # noqa: E402
 from missiva.delivery.models import LedgerEntry, Mailing  # noqa: E402
 from missiva.inbound import processor, spool, verp  # noqa: E402
 from missiva.inbound.classify import classify  # noqa: E402
 from missiva.inbound.receiver import Receiver  # noqa: E402
+from missiva.keys import derived_secret  # noqa: E402
 
 CORPUS = ROOT / "tests" / "data" / "bounces"
 BOUNCE_DOMAIN = "bounces.bench.example"

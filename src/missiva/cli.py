@@ -417,8 +417,8 @@ def ips_remove(entry_id: int, account: int = AccountOpt) -> None:
 @inbound_app.command("classify")
 def inbound_classify(files: list[Path] = typer.Argument(..., help="raw messages (.eml)")) -> None:
     """Classify messages: one JSON object per file and line (file, kind, status, recipient, ...)."""
-    from missiva.delivery.configuration import derived_secret
     from missiva.inbound.classify import classify
+    from missiva.keys import derived_secret
 
     secret = derived_secret("verp", _settings().secret_key)
     for path in files:

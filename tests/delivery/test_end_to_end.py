@@ -5,8 +5,8 @@ from __future__ import annotations
 import email
 import email.policy
 
-from missiva.delivery.configuration import derived_secret
 from missiva.inbound import verp
+from missiva.keys import derived_secret
 
 from .conftest import received_to, subscribe_many
 

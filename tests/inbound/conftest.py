@@ -9,12 +9,11 @@ from dataclasses import dataclass, field
 import pytest
 from sqlalchemy import insert, select
 
-from missiva import runtime
+from missiva import keys, runtime
 from missiva.audience import lists
 from missiva.audience.models import AudienceEvent, Recipient, Subscription
 from missiva.config import Settings
 from missiva.db import Database, utcnow
-from missiva.delivery import configuration
 from missiva.delivery.models import LedgerEntry, LedgerState, Mailing, MailingStatus
 from missiva.inbound import verp
 from tests.conftest import make_account
@@ -41,7 +40,7 @@ class Sent:
             self.recipients[address],
             local="bounces",
             domain=BOUNCE_DOMAIN,
-            secret=configuration.derived_secret("verp", settings.secret_key),
+            secret=keys.derived_secret("verp", settings.secret_key),
         )
 
 

@@ -13,10 +13,11 @@ import pytest
 
 from missiva import runtime
 from missiva.config import Settings
-from missiva.delivery.configuration import SendingConfig, derived_secret
+from missiva.delivery.configuration import SendingConfig
 from missiva.delivery.sender import sending_domain
 from missiva.inbound import spool, verp
 from missiva.inbound.receiver import Receiver
+from missiva.keys import derived_secret
 from missiva.messages.content import MessageContent
 from missiva.messages.mime import Recipient, compile_message
 

@@ -71,8 +71,7 @@ def subscribe(
     InvalidInput (field).
     """
     lst = get_list(session, account_id, list_id)
-    ident = recipients.identity(session, account_id, email, mobile)
-    chan = Channel(channel) if channel else (Channel.EMAIL if ident.email else Channel.SMS)
+    ident, chan = _identity_and_channel(session, account_id, email, mobile, channel)
     if chan is Channel.EMAIL and not ident.email:
         raise InvalidInput("an email address is required for the email channel", field="email")
     if chan is Channel.SMS and not ident.mobile:
@@ -132,6 +131,14 @@ def subscribe(
     )
     recipients.record_changes(session, account_id, recipient, changes, source=source, list_id=list_id)
     return SubscribeResult(outcome=outcome, recipient=recipient, subscription=sub, created=created)
+
+
+def _identity_and_channel(
+    session: Session, account_id: int, email: str | None, mobile: str | None, channel: str | None
+) -> tuple[recipients.Identity, Channel]:
+    """The validated identities, and the channel asked for (email when an address is given, else sms)."""
+    ident = recipients.identity(session, account_id, email, mobile)
+    return ident, Channel(channel) if channel else (Channel.EMAIL if ident.email else Channel.SMS)
 
 
 def _insert_new_recipient(
@@ -309,8 +316,7 @@ def unsubscribe(
         why = Reason(reason)
     except ValueError as exc:
         raise InvalidInput(f"unknown unsubscribe reason {reason!r}", field="reason") from exc
-    ident = recipients.identity(session, account_id, email, mobile)
-    chan = Channel(channel) if channel else (Channel.EMAIL if ident.email else Channel.SMS)
+    ident, chan = _identity_and_channel(session, account_id, email, mobile, channel)
     recipient = recipients.find(session, account_id, ident)
     sub = None
     if recipient is not None:
@@ -373,8 +379,7 @@ def status(
 ) -> Subscription | None:
     """The recipient's subscription to a list on a channel, or None if there is none."""
     get_list(session, account_id, list_id)
-    ident = recipients.identity(session, account_id, email, mobile)
-    chan = Channel(channel) if channel else (Channel.EMAIL if ident.email else Channel.SMS)
+    ident, chan = _identity_and_channel(session, account_id, email, mobile, channel)
     recipient = recipients.find(session, account_id, ident)
     if recipient is None:
         return None

@@ -6,7 +6,6 @@ benchmarks override them with `configure`. See docs/configuration.md, section "S
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
@@ -86,14 +85,3 @@ def configure(config: SendingConfig | None) -> None:
 def current() -> SendingConfig:
     """The configured sending settings."""
     return _current or from_env()
-
-
-def derived_secret(purpose: str, secret_key: str | None = None) -> bytes:
-    """A key for one purpose (VERP, unsubscribe links) derived from MISSIVA_SECRET_KEY.
-
-    Separate keys per purpose mean a token of one kind can never be replayed as another. `secret_key`
-    defaults to the process settings'; the inbound receiver passes its own settings' key so it checks
-    VERP tags with exactly the key the sender signed them with.
-    """
-    key = runtime.settings().secret_key if secret_key is None else secret_key
-    return hashlib.sha256(f"missiva:{purpose}:{key}".encode()).digest()

@@ -25,11 +25,12 @@ from sqlalchemy import select
 from missiva import runtime
 from missiva.db import Database, utcnow
 from missiva.delivery import audience_resolution, ledger, unsubscribe_tokens
-from missiva.delivery.configuration import SendingConfig, current, derived_secret
+from missiva.delivery.configuration import SendingConfig, current
 from missiva.delivery.models import Mailing, MailingStatus
 from missiva.delivery.smtp import MailTransport, SendJob, SendResult, SendStatus, open_transport
 from missiva.delivery.smtp.result import no_reply
 from missiva.errors import InvalidInput
+from missiva.keys import derived_secret
 from missiva.messages import service as messages
 from missiva.messages.mime import DkimKey, MessageError, MessageSkeleton, Recipient, SendingDomain
 from missiva.messages.templating import TemplateError

@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import re
 
-from missiva.delivery.configuration import derived_secret
+from missiva.keys import derived_secret
 
 TAG_LENGTH = 16  # 80 bits
 _TOKEN = re.compile(r"m(\d{1,18})\.r(\d{1,18})\.([a-z2-7]{16})\Z")

@@ -20,10 +20,10 @@ from sqlalchemy.orm import Session
 
 from missiva.config import Settings
 from missiva.db import Database
-from missiva.delivery.configuration import derived_secret
 from missiva.inbound import actions, spool
 from missiva.inbound.actions import Notification, Policy, Result
 from missiva.inbound.classify import Classification, Kind, classify
+from missiva.keys import derived_secret
 
 log = logging.getLogger(__name__)
 

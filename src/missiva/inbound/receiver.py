@@ -17,8 +17,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from missiva.config import Settings
-from missiva.delivery.configuration import derived_secret
 from missiva.inbound import spool, verp
+from missiva.keys import derived_secret
 
 log = logging.getLogger(__name__)
 

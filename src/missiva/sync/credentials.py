@@ -3,25 +3,17 @@ installation's secret: a database dump alone does not give away the customer's F
 
 from __future__ import annotations
 
-import base64
 import json
 
-from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.fernet import InvalidToken
 
-_INFO = b"missiva sync job credentials v1"
+from missiva import keys
+
+_PURPOSE = "sync-credentials"
 
 
 class CredentialsUnreadable(Exception):
     """Stored credentials cannot be decrypted: the secret key changed since they were saved."""
-
-
-def _fernet(secret_key: str) -> Fernet:
-    if not secret_key:
-        raise ValueError("an installation secret key is required to store credentials")
-    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_INFO).derive(secret_key.encode())
-    return Fernet(base64.urlsafe_b64encode(key))
 
 
 def seal(secrets: dict[str, str | None], secret_key: str) -> str | None:
@@ -29,7 +21,7 @@ def seal(secrets: dict[str, str | None], secret_key: str) -> str | None:
     kept = {k: v for k, v in secrets.items() if v}
     if not kept:
         return None
-    return _fernet(secret_key).encrypt(json.dumps(kept).encode()).decode()
+    return keys.fernet(_PURPOSE, secret_key).encrypt(json.dumps(kept).encode()).decode()
 
 
 def unseal(token: str | None, secret_key: str) -> dict[str, str]:
@@ -37,7 +29,7 @@ def unseal(token: str | None, secret_key: str) -> dict[str, str]:
     if not token:
         return {}
     try:
-        return json.loads(_fernet(secret_key).decrypt(token.encode()))
+        return json.loads(keys.fernet(_PURPOSE, secret_key).decrypt(token.encode()))
     except InvalidToken:
         raise CredentialsUnreadable(
             "the stored credentials cannot be decrypted (was MISSIVA_SECRET_KEY changed?); enter them again"

@@ -3,7 +3,7 @@
 Each transport is an SMPP account (:class:`SmppClient`) or an HTTP gateway (:class:`HttpGateway`)
 with a priority and a weight; an account with several sends through :class:`FailoverTransport`.
 Passwords, tokens and API keys are kept apart from the other settings and stored as a Fernet token
-keyed from ``MISSIVA_SECRET_KEY`` (:func:`derived_secret`), so a database dump alone does not reveal
+keyed from ``MISSIVA_SECRET_KEY`` (:func:`missiva.keys.fernet`), so a database dump alone does not reveal
 them and the API never returns them.
 
 ``receipt_id_type`` says how the SMSC writes message ids in receipts compared with its submit
@@ -14,7 +14,6 @@ responses (SMSCs differ, as Kannel's ``msg-id-type`` records): ``same``, ``submi
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import logging
@@ -26,8 +25,8 @@ from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from missiva import keys
 from missiva.db import Database
-from missiva.delivery.configuration import derived_secret
 from missiva.delivery.sms.events import InboundSms, Receipt
 from missiva.delivery.sms.failover import FailoverTransport, Route
 from missiva.delivery.sms.http_gateway import (
@@ -74,7 +73,7 @@ class TransportsUnavailable(Exception):
 
 
 def _fernet() -> Fernet:
-    return Fernet(base64.urlsafe_b64encode(derived_secret("sms-transport-credentials")))
+    return keys.fernet("sms-transport-credentials")
 
 
 def encrypt_secrets(values: Mapping[str, Any]) -> str:
