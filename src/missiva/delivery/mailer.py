@@ -10,9 +10,11 @@ import smtplib
 import ssl
 from email.message import EmailMessage
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
 
 from missiva.config import Settings
+from missiva.delivery.configuration import parse_relays
+from missiva.delivery.smtp import Relay, RelayConfigError
+from missiva.delivery.smtp.relay import TlsMode
 
 
 class MailError(Exception):
@@ -27,33 +29,33 @@ def outbox_path(settings: Settings) -> Path:
 def send(settings: Settings, message: EmailMessage) -> None:
     """Deliver `message` through `MISSIVA_SMTP_URL`, or store it in the Maildir outbox."""
     if settings.smtp_url:
-        # MISSIVA_SMTP_URL may list several weighted relays for mailings; system mail uses the first.
-        first = settings.smtp_url.split(",")[0].strip().partition("#")[0]
-        _send_smtp(first, message)
-    else:
-        box = mailbox.Maildir(outbox_path(settings), create=True)
-        box.add(message)
-        box.close()
+        try:
+            relays = parse_relays(settings.smtp_url)
+        except RelayConfigError as exc:
+            raise MailError(f"MISSIVA_SMTP_URL: {exc}") from exc
+        if relays:
+            # MISSIVA_SMTP_URL may list several weighted relays for mailings; system mail uses the first.
+            _send_smtp(relays[0], message)
+            return
+    box = mailbox.Maildir(outbox_path(settings), create=True)
+    box.add(message)
+    box.close()
 
 
-def _send_smtp(url: str, message: EmailMessage) -> None:
-    """smtp://user:pass@host:port[?starttls=1] or smtps://... ."""
-    parts = urlsplit(url)
-    query = parse_qs(parts.query)
-    host = parts.hostname or "127.0.0.1"
-    timeout = 30
+def _send_smtp(relay: Relay, message: EmailMessage) -> None:
+    """One message over one session (system mail is rare: no pool needed)."""
     try:
-        if parts.scheme == "smtps":
+        if relay.tls is TlsMode.IMPLICIT:
             client: smtplib.SMTP = smtplib.SMTP_SSL(
-                host, parts.port or 465, timeout=timeout, context=ssl.create_default_context()
+                relay.host, relay.port, timeout=30, context=ssl.create_default_context()
             )
         else:
-            client = smtplib.SMTP(host, parts.port or 25, timeout=timeout)
+            client = smtplib.SMTP(relay.host, relay.port, timeout=30)
         with client:
-            if parts.scheme == "smtp" and query.get("starttls", ["0"])[0] in ("1", "true"):
+            if relay.tls is TlsMode.STARTTLS:
                 client.starttls(context=ssl.create_default_context())
-            if parts.username:
-                client.login(unquote(parts.username), unquote(parts.password or ""))
+            if relay.username:
+                client.login(relay.username, relay.password or "")
             client.send_message(message)
     except (OSError, smtplib.SMTPException) as exc:
-        raise MailError(f"could not send through {host}: {exc}") from exc
+        raise MailError(f"could not send through {relay.name}: {exc}") from exc
