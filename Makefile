@@ -15,13 +15,14 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/missiva serve --bootstrap
 
-# Debian packages the tests use as real servers: PostgreSQL, Redis, Postfix's smtp-sink, wrk.
+# Debian packages the tests use as real servers: PostgreSQL, Redis, Postfix's smtp-sink, Dovecot IMAP, wrk.
 system-deps:
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v smtp-sink >/dev/null || missing="$$missing postfix"; \
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	test -x /usr/sbin/dovecot || missing="$$missing dovecot-imapd"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
