@@ -484,6 +484,7 @@ def webhooks_create(
     encryption: str = typer.Option("none", help="MailUp format: none, magento or joomla"),
     key: str = typer.Option(None, help="MailUp format: the shared RC4 key"),
     upper: bool = typer.Option(False, help="MailUp format: write [EventType] in upper case"),
+    batch_size: int = typer.Option(1, "--batch-size", help="message events per request (native format)"),
     as_json: bool = JsonOpt,
 ) -> None:
     """Register a webhook endpoint; prints its signing secret."""
@@ -513,6 +514,7 @@ def webhooks_create(
                 sources=source,
                 list_id=list_id,
                 mailup=mailup,
+                batch_size=batch_size,
             )
             session.commit()
         except DomainError as exc:

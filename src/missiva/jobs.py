@@ -28,7 +28,6 @@ from missiva.events.dispatcher import Dispatcher
 from missiva.inbound import imap_poller, processor
 from missiva.reports import counters as tracking_counters
 from missiva.reports import recording as tracking_recording
-from missiva.reports import webhooks as reports_webhooks
 from missiva.reports import wiring as reports_wiring
 
 log = logging.getLogger(__name__)
@@ -247,7 +246,7 @@ def install_listeners() -> None:
     outbox.add_kicker(_kick_dispatcher)
     tracking_recording.on_recorded(_schedule_roll_up)
     reports_wiring.install()
-    reports_webhooks.set_publisher(message_events.publish)
+    message_events.install()
     events.add_batch_listener(
         _queue_confirmations, types={EventType.SUBSCRIPTION_REQUESTED}, replaces=_queue_confirmation
     )

@@ -83,6 +83,21 @@ def subscribe_many(db, account_id: int, list_id: int, emails: list[str], **kwarg
             subscriptions.subscribe(session, account_id, list_id, email=email, double_opt_in=False, **kwargs)
 
 
+def send_now(client, shop: dict[str, Any], html: str, subject: str = "News") -> int:
+    """Create a message on the shop's list and start a mailing of it to the whole list; its id."""
+    message = client.post(
+        f"/api/v1/lists/{shop['list_id']}/messages",
+        headers=shop["headers"],
+        json={"subject": subject, "html": html},
+    )
+    assert message.status_code == 201, message.text
+    started = client.post(
+        "/api/v1/mailings", headers=shop["headers"], json={"message_id": message.json()["id"], "start": True}
+    )
+    assert started.status_code == 201, started.text
+    return started.json()["id"]
+
+
 @pytest.fixture
 def shop(db, sending) -> dict[str, Any]:
     """An account with a list that has a sender address."""

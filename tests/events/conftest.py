@@ -83,6 +83,8 @@ class Receiver:
                 pass
 
         class Server(ThreadingHTTPServer):
+            request_queue_size = 128  # the dispatcher opens dozens of connections at once
+
             def handle_error(self, request: Any, client_address: Any) -> None:
                 pass  # a client killed mid-request (the crash test) is expected
 
@@ -165,3 +167,7 @@ def make_dispatcher(db, settings) -> Callable[..., Dispatcher]:
 def lst(db, account):
     with db.session() as s:
         return lists_svc.create_list(s, account["id"], "News", opt_in="single")
+
+
+# The sending engine's fixtures (message outcome events come from real mailings): sink, https settings, shop.
+from tests.delivery.conftest import _sink_server, sending, shop, sink  # noqa: E402, F401

@@ -66,3 +66,23 @@ def test_webhooks_commands_manage_endpoints_and_their_delivery_log(
     assert missing.exit_code == 2 and "does not exist" in missing.output
     bad_url = CliRunner().invoke(app, ["webhooks", "create", "gopher://x", "--account", acct])
     assert bad_url.exit_code == 2 and "http and https" in bad_url.output
+
+
+def test_webhooks_create_takes_message_events_in_batches(db, account, receiver):
+    acct = str(account["id"])
+    created = run(
+        "webhooks",
+        "create",
+        receiver.url(),
+        "--account",
+        acct,
+        "--event",
+        "message.delivered",
+        "--batch-size",
+        "100",
+    )
+    assert created["event_types"] == ["message.delivered"] and created["batch_size"] == 100
+    refused = CliRunner().invoke(
+        app, ["webhooks", "create", receiver.url(), "--account", acct, "--batch-size", "1000"]
+    )
+    assert refused.exit_code == 2 and "batch size must be 1 to 500" in refused.output

@@ -80,6 +80,12 @@ def test_delivery_receipts_settle_ledger_rows_and_mailing_counters(
     add_smpp_transport(client, sms_shop, smpp_peer)
     subscribe_mobiles(db, sms_shop, list(numbers))
     message = sms_message(client, sms_shop, "Saldi! " + "x" * 160, opt_out=True)  # 2 GSM-7 parts
+    hook = client.post(
+        "/api/v1/webhooks",
+        headers=sms_shop["headers"],
+        json={"url": "https://crm.example/hook", "event_types": ["message.delivered", "message.bounced"]},
+    )
+    assert hook.status_code == 201, hook.text
 
     mailing = _start(client, sms_shop, message["id"])
 
@@ -94,6 +100,19 @@ def test_delivery_receipts_settle_ledger_rows_and_mailing_counters(
     rows = client.get(f"/api/v1/mailings/{mailing['id']}/ledger", headers=sms_shop["headers"]).json()
     assert {row["address"]: row["delivery"] for row in rows} == numbers
     assert all(row["delivered_at"] for row in rows)
+    # Each settled receipt is a message event: delivered, or bounced with the carrier's verdict.
+    feed = client.get(
+        "/api/v1/events",
+        headers=sms_shop["headers"],
+        params={"types": "message.delivered,message.bounced", "limit": 100},
+    )
+    assert feed.status_code == 200, feed.text
+    feed = feed.json()["items"]
+    assert {e["recipient"]["mobile"]: (e["type"], e["data"].get("kind")) for e in feed} == {
+        number: ("message.delivered", None) if state == "delivered" else ("message.bounced", state)
+        for number, state in numbers.items()
+    }
+    assert {(e["channel"], e["mailing_id"]) for e in feed} == {("sms", mailing["id"])}
     texts = {str(r["text"]) for r in smpp_peer.records()}
     assert texts == {"Saldi! " + "x" * 160 + "\nSTOP al 4321"}
 

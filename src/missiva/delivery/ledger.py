@@ -28,6 +28,7 @@ from missiva.audience import subscriptions
 from missiva.audience.enums import Reason, Source
 from missiva.audience.models import Recipient
 from missiva.db import utcnow
+from missiva.delivery import outcomes as message_outcomes
 from missiva.delivery import suppression
 from missiva.delivery.models import (
     LedgerEntry,
@@ -37,6 +38,7 @@ from missiva.delivery.models import (
     SenderWorker,
     SuppressionReason,
 )
+from missiva.delivery.outcomes import MESSAGE_BOUNCED, MESSAGE_DELIVERED, MessageEvent
 from missiva.delivery.smtp import SendResult, SendStatus, retry_delay
 from missiva.errors import DomainError
 
@@ -298,6 +300,7 @@ def record(
     updates: list[dict[str, Any]] = []
     counts: Counter[str] = Counter()
     bounces: list[Outcome] = []
+    exhausted: list[Outcome] = []
     for outcome in outcomes:
         row, result = outcome.row, outcome.result
         attempts = row.attempts + 1
@@ -315,6 +318,8 @@ def record(
             state = LedgerState.UNCERTAIN
         else:
             state = LedgerState.FAILED
+            if status is SendStatus.SOFT_FAIL:
+                exhausted.append(outcome)
         was_deferred = row.attempts > 0
         if state is LedgerState.DEFERRED:
             counts["deferred"] += 0 if was_deferred else 1
@@ -352,7 +357,44 @@ def record(
     _bump(session, mailing.id, **counts)
     for outcome in bounces:
         hard_bounce(session, mailing, outcome.row.address)
+    _publish(session, mailing, outcomes, bounces, exhausted, now)
     return bounces
+
+
+def _publish(
+    session: Session,
+    mailing: Mailing,
+    outcomes: Sequence[Outcome],
+    bounces: list[Outcome],
+    exhausted: list[Outcome],
+    now: datetime,
+) -> None:
+    """`message.delivered` (relay accepted; only when an endpoint wants them) and `message.bounced`
+    (hard: a 5.1.1-class reply; soft: 4xx replies until the retries ran out).
+
+    An SMS is delivered when its receipt says so (`sms.receipt_matching`), not when the SMSC accepts it.
+    """
+    channel = mailing.channel
+    contact = "mobile" if channel == "sms" else "email"
+
+    def event(type_: str, o: Outcome, **extra: Any) -> MessageEvent:
+        reply = f"{o.result.code} {o.result.text}".strip()[:300]
+        data = {"mailing_id": mailing.id, contact: o.row.address, "reply": reply, **extra}
+        return MessageEvent(type_, mailing.account_id, mailing.id, o.row.recipient_id, now, data, channel)
+
+    events = []
+    if channel == "email" and message_outcomes.wanted(session, mailing.account_id, MESSAGE_DELIVERED):
+        events = [
+            event(MESSAGE_DELIVERED, o, message_id=o.message_ref)
+            for o in outcomes
+            if o.result.status is SendStatus.SENT
+        ]
+    reporter = "relay" if channel == "email" else "smsc"
+    for o in bounces:
+        events.append(event(MESSAGE_BOUNCED, o, kind="hard", status=o.result.enhanced, reported_by=reporter))
+    for o in exhausted:
+        events.append(event(MESSAGE_BOUNCED, o, kind="soft", status=o.result.enhanced, reported_by=reporter))
+    message_outcomes.publish(session, events)
 
 
 def hard_bounce(session: Session, mailing: Mailing, address: str) -> None:

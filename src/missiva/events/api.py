@@ -41,6 +41,7 @@ def endpoint_out(endpoint: WebhookEndpoint) -> EndpointOut:
         event_types=list(endpoint.event_types or []),
         sources=list(endpoint.sources or []),
         list_id=endpoint.list_id,
+        batch_size=endpoint.batch_size,
         active=endpoint.active,
         health=endpoint.health.value,
         disabled_reason=endpoint.disabled_reason,
@@ -90,6 +91,7 @@ def create_webhook(
         list_id=body.list_id,
         active=body.active,
         mailup=_mailup_options(body),
+        batch_size=body.batch_size,
     )
     session.commit()
     return EndpointCreated(**endpoint_out(endpoint).model_dump(), secret=secret)

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, TypeVar
@@ -31,10 +31,17 @@ from sqlalchemy.orm import Session
 
 from missiva.audience.models import AudienceEvent
 from missiva.db import Database, utcnow
-from missiva.events.enums import DeliveryStatus
+from missiva.events.enums import MESSAGE_EVENT_TYPES, DeliveryStatus, Format
 from missiva.events.mailup_format import OutgoingRequest
 from missiva.events.models import WebhookDelivery, WebhookEndpoint, message_id
-from missiva.events.outgoing import EndpointContext, Rendered, endpoint_context, render
+from missiva.events.outgoing import (
+    EndpointContext,
+    Rendered,
+    batch_id,
+    endpoint_context,
+    render,
+    render_batch,
+)
 from missiva.events.payload import list_infos
 from missiva.events.retry import RetryPolicy
 
@@ -78,10 +85,14 @@ class Claimed:
 
 @dataclass(frozen=True)
 class Job:
+    """One request: `claimed`'s delivery, plus the `riders` carried in the same batch request."""
+
     claimed: Claimed
     endpoint: EndpointContext | None
     rendered: Rendered | None
     problem: str | None = None
+    riders: tuple[Claimed, ...] = ()
+    event_type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -209,13 +220,20 @@ class Dispatcher:
             if not isinstance(ctx, EndpointContext) or event is None:
                 jobs.append(Job(c, None, None, problem=str(ctx or "event no longer exists")))
                 continue
-            jobs.append(Job(c, ctx, render(ctx, event, c.part, message_id(c.event_id, c.part), lists)))
-        return jobs
+            rendered = render(ctx, event, c.part, message_id(c.event_id, c.part), lists)
+            jobs.append(Job(c, ctx, rendered, event_type=event.type))
+        return batched(jobs)
 
     # -- sending -----------------------------------------------------------------------------------
 
     async def _deliver(self, lanes: Lanes, jobs: list[Job]) -> list[Outcome]:
-        outcomes = await asyncio.gather(*(self._send(lanes, job) for job in jobs))
+        sent = await asyncio.gather(*(self._send(lanes, job) for job in jobs))
+        # A batch request's result is the result of every delivery it carried.
+        outcomes = [
+            o if i == 0 else replace(o, claimed=c)
+            for job, o in zip(jobs, sent, strict=True)
+            for i, c in enumerate((job.claimed, *job.riders))
+        ]
         await asyncio.to_thread(self.record, outcomes)
         return outcomes
 
@@ -323,6 +341,49 @@ class Dispatcher:
                 .values(active=False, disabled_reason=f"the endpoint answered 410 Gone at {stamp}")
             )
             log.warning("webhook endpoints %s answered 410 Gone and were disabled", sorted(gone))
+
+
+def batched(jobs: list[Job]) -> list[Job]:
+    """Message events of endpoints with a batch size travel together, up to that many per request.
+
+    Only native-format message events (delivered, bounced, opened...) are batched; audience events
+    keep one request each. Per-recipient order holds: a claim never holds two pending deliveries of
+    the same endpoint and recipient.
+    """
+    out: list[Job] = []
+    groups: dict[int, list[Job]] = {}
+    for job in jobs:
+        ctx, rendered = job.endpoint, job.rendered
+        if (
+            ctx is not None
+            and ctx.batch_size > 1
+            and ctx.format == Format.NATIVE
+            and job.event_type in MESSAGE_EVENT_TYPES
+            and rendered is not None
+            and rendered.body is not None
+        ):
+            groups.setdefault(ctx.id, []).append(job)
+        else:
+            out.append(job)
+    for group in groups.values():
+        size = group[0].endpoint.batch_size if group[0].endpoint else 1
+        for start in range(0, len(group), size):
+            part = group[start : start + size]
+            if len(part) == 1:
+                out.append(part[0])
+                continue
+            msg_id = batch_id([j.claimed.id for j in part])
+            bodies = [j.rendered.body for j in part if j.rendered and j.rendered.body]
+            out.append(
+                Job(
+                    part[0].claimed,
+                    part[0].endpoint,
+                    render_batch(msg_id, bodies),
+                    riders=tuple(j.claimed for j in part[1:]),
+                    event_type="batch",
+                )
+            )
+    return out
 
 
 def claim(session: Session, now: datetime, lease: timedelta, limit: int) -> list[Claimed]:

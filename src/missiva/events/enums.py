@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from missiva.delivery import outcomes as _outcomes
+
 
 class Format(StrEnum):
     """How an endpoint wants its events: signed JSON, or MailUp's form parameters."""
@@ -52,6 +54,7 @@ class Health(StrEnum):
     DISABLED = "disabled"
 
 
-# Opens and clicks are the highest-volume events there are: an endpoint gets them only when it names
-# them in its event types (an endpoint with no filter receives every audience event, not these).
-MESSAGE_EVENT_TYPES = ("message.opened", "message.clicked")
+# Message outcomes (delivered, bounced, complained, opened, clicked) are the highest-volume events
+# there are: an endpoint gets them only when it names them in its event types (an endpoint with no
+# filter receives every audience event, not these).
+MESSAGE_EVENT_TYPES = _outcomes.MESSAGE_EVENT_TYPES

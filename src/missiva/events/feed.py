@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from missiva.audience.enums import EventType
 from missiva.audience.models import AudienceEvent
 from missiva.errors import InvalidInput
+from missiva.events.enums import MESSAGE_EVENT_TYPES
 from missiva.events.payload import list_infos, native_payload
 
 _PREFIX = "ev1:"
@@ -57,7 +58,7 @@ class FeedPage:
 
 def check_types(types: Sequence[str]) -> list[str]:
     """The requested event types; InvalidInput naming `types` for an unknown one."""
-    known = {t.value for t in EventType}
+    known = {t.value for t in EventType} | set(MESSAGE_EVENT_TYPES)
     out = [t.strip() for t in types if t.strip()]
     for value in out:
         if value not in known:

@@ -41,6 +41,8 @@ class WebhookEndpoint(Base):
     event_types: Mapped[list[str]] = mapped_column(JSONType, default=list)
     sources: Mapped[list[str]] = mapped_column(JSONType, default=list)
     list_id: Mapped[int | None] = mapped_column(Integer)
+    # Message events (delivered, bounced, opened...) per request; 1 sends each event on its own.
+    batch_size: Mapped[int] = mapped_column(SmallInteger, default=1, server_default="1")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     secret: Mapped[str] = mapped_column(String(500))
     previous_secret: Mapped[str | None] = mapped_column(String(500))

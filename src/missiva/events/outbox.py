@@ -73,7 +73,8 @@ _ACTIVE_ENDPOINTS = select(
 _INSERT_DELIVERY = insert(WebhookDelivery.__table__)
 
 
-def _targets(session: Session, account_id: int) -> list[Target]:
+def targets(session: Session, account_id: int) -> list[Target]:
+    """The account's active endpoints, looked up once per transaction."""
     # Cached for the transaction: a batch of 1,000 subscribes looks the endpoints up once.
     tx = session.get_transaction()
     cached = session.info.get(_CACHE_KEY)
@@ -154,11 +155,11 @@ def enqueue_many(session: Session, events: Sequence[AudienceEvent]) -> int:
     rows: list[dict[str, Any]] = []
     targets_of: dict[int, list[Target]] = {}
     for event in events:
-        targets = targets_of.get(event.account_id)
-        if targets is None:
-            targets = targets_of[event.account_id] = _targets(session, event.account_id)
-        if targets:
-            rows.extend(_rows(targets, event, now))
+        found = targets_of.get(event.account_id)
+        if found is None:
+            found = targets_of[event.account_id] = targets(session, event.account_id)
+        if found:
+            rows.extend(_rows(found, event, now))
     if rows:
         session.connection().execute(_INSERT_DELIVERY, rows)
         request_dispatch(session)

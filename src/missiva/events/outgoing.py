@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +34,7 @@ class EndpointContext:
     key: str | None = None
     case: EventTypeCase = EventTypeCase.TITLE
     list_id: int | None = None
+    batch_size: int = 1
 
 
 def endpoint_context(endpoint: WebhookEndpoint, installation_secret: str, now: datetime) -> EndpointContext:
@@ -53,6 +55,7 @@ def endpoint_context(endpoint: WebhookEndpoint, installation_secret: str, now: d
         key=vault.unseal(installation_secret, endpoint.mailup_key) if endpoint.mailup_key else None,
         case=EventTypeCase(mailup.get("event_type_case", EventTypeCase.TITLE)),
         list_id=endpoint.list_id,
+        batch_size=endpoint.batch_size or 1,
     )
 
 
@@ -86,6 +89,18 @@ class Rendered:
             return signed_json(ctx, self.msg_id, self.body, now)
         assert self.pairs is not None
         return mailup_request(ctx, self.msg_id, self.pairs)
+
+
+def batch_id(delivery_ids: Sequence[int]) -> str:
+    """The `webhook-id` of a batch: the same for the same deliveries, whichever attempt carries them."""
+    digest = hashlib.sha256(",".join(map(str, sorted(delivery_ids))).encode()).hexdigest()
+    return f"batch_{digest[:24]}"
+
+
+def render_batch(msg_id: str, bodies: Sequence[str]) -> Rendered:
+    """One request carrying several events' native payloads: `{"type": "batch", "count", "events"}`."""
+    body = f'{{"type":"batch","id":"{msg_id}","count":{len(bodies)},"events":[{",".join(bodies)}]}}'
+    return Rendered(msg_id, body=body)
 
 
 def render(

@@ -27,6 +27,9 @@ class EndpointIn(BaseModel):
     list_id: int | None = None
     active: bool = True
     mailup: MailupIn | None = None
+    batch_size: int = Field(
+        default=1, description="message events per request (native format); 1: one event per request"
+    )
 
 
 class EndpointPatch(BaseModel):
@@ -37,6 +40,7 @@ class EndpointPatch(BaseModel):
     list_id: int | None = None
     active: bool | None = None
     mailup: MailupIn | None = None
+    batch_size: int | None = None
 
 
 class MailupOut(BaseModel):
@@ -56,6 +60,7 @@ class EndpointOut(BaseModel):
     event_types: list[str]
     sources: list[str]
     list_id: int | None
+    batch_size: int
     active: bool
     health: str
     disabled_reason: str | None

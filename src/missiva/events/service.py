@@ -79,6 +79,18 @@ def _check_choices(values: Iterable[str], allowed: type[Any], field: str) -> lis
     return out
 
 
+MAX_BATCH = 500
+"""The most message events one request may carry (the dispatcher claims 200 rows at a time by default)."""
+
+
+def _check_batch(batch_size: int, fmt: str) -> int:
+    if not 1 <= int(batch_size) <= MAX_BATCH:
+        raise InvalidInput(f"the batch size must be 1 to {MAX_BATCH} events", field="batch_size")
+    if batch_size > 1 and fmt != Format.NATIVE:
+        raise InvalidInput("only native-format endpoints take batches", field="batch_size")
+    return int(batch_size)
+
+
 def _check_list(session: Session, account_id: int, list_id: int | None) -> int | None:
     if list_id is None:
         return None
@@ -125,6 +137,7 @@ def create_endpoint(
     list_id: int | None = None,
     active: bool = True,
     mailup: MailupOptions | None = None,
+    batch_size: int = 1,
 ) -> tuple[WebhookEndpoint, str]:
     """Create an endpoint; returns it with its signing secret (`whsec_...`), shown only on request.
 
@@ -152,6 +165,7 @@ def create_endpoint(
         event_types=_check_choices(event_types, EventType, "event_types"),
         sources=_check_choices(sources, Source, "sources"),
         list_id=_check_list(session, account_id, list_id),
+        batch_size=_check_batch(batch_size, fmt.value),
         active=active,
         secret=vault.seal(_installation_secret(), secret),
         mailup=mailup_config,
@@ -208,6 +222,8 @@ def update_endpoint(
                 endpoint.failing_since = None
                 endpoint.unhealthy_since = None
             endpoint.active = bool(value)
+        elif key == "batch_size":
+            endpoint.batch_size = _check_batch(value, endpoint.format)
         elif key == "mailup":
             if endpoint.format != Format.MAILUP:
                 raise InvalidInput("only MailUp-format endpoints have MailUp options", field="mailup")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import case, distinct, func, select, update
 from sqlalchemy.orm import Session
@@ -34,7 +35,7 @@ from missiva.audience.identity import normalise_email
 from missiva.audience.models import Recipient, Subscription
 from missiva.config import Settings
 from missiva.db import insert_ignore, utcnow
-from missiva.delivery import ledger, one_click, suppression
+from missiva.delivery import ledger, one_click, outcomes, suppression
 from missiva.delivery.models import LedgerEntry, Mailing, SuppressionReason
 from missiva.errors import DomainError, InvalidEmail
 from missiva.inbound.classify import Kind
@@ -139,7 +140,34 @@ def apply(
     session.flush()
     action = _act(session, note, target, log, policy)
     log.action = action.value
+    if note.kind in _EVENT_TYPES:
+        _publish(session, note, target)
     return Result(action, target.account_id, target.address, log.mailing_id)
+
+
+_EVENT_TYPES = {
+    Kind.HARD: outcomes.MESSAGE_BOUNCED,
+    Kind.SOFT: outcomes.MESSAGE_BOUNCED,
+    Kind.COMPLAINT: outcomes.MESSAGE_COMPLAINED,
+}
+
+
+def _publish(session: Session, note: Notification, target: _Target) -> None:
+    """The report as a `message.bounced` / `message.complained` event for the webhook system."""
+    mailing_id = target.mailing.id if target.mailing is not None else None
+    data: dict[str, Any] = {
+        "mailing_id": mailing_id,
+        "email": target.address,
+        "status": note.status,
+        "diagnostic": note.diagnostic[:300],
+        "reported_by": note.source,
+    }
+    if note.kind is not Kind.COMPLAINT:
+        data["kind"] = "hard" if note.kind is Kind.HARD else "soft"
+    event = outcomes.MessageEvent(
+        _EVENT_TYPES[note.kind], target.account_id, mailing_id, target.recipient_id, utcnow(), data
+    )
+    outcomes.publish(session, [event])
 
 
 def _act(

@@ -3,49 +3,22 @@
 Opens and clicks are the highest-volume events there are, so they leave in batches: each roll-up hands
 the people's opens and clicks it just counted (never proxy prefetches or scanner clicks) to the
 publisher in one call, inside the roll-up's transaction, so an event is published exactly when it is
-counted. With no publisher installed (the webhook outbox is not part of this build), nothing is sent.
-
-The webhook outbox hooks in with `set_publisher`: it receives `MessageEvent` records shaped like
-audience events (type, account, recipient, mailing, time, data) to write as outbox rows.
+counted. They go through `delivery.outcomes`, where the webhook outbox installs its publisher.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
+from missiva.delivery import outcomes
+from missiva.delivery.outcomes import MESSAGE_CLICKED, MESSAGE_OPENED, MessageEvent, set_publisher
 from missiva.reports import counters
 from missiva.reports.models import EventKind, TrackedLink
 
-MESSAGE_OPENED = "message.opened"
-MESSAGE_CLICKED = "message.clicked"
-
-
-@dataclass(frozen=True)
-class MessageEvent:
-    """One webhook-worthy open or click (recipient None in privacy mode)."""
-
-    type: str
-    account_id: int
-    mailing_id: int
-    recipient_id: int | None
-    occurred_at: datetime
-    data: dict[str, Any] = field(default_factory=dict)
-
-
-Publisher = Callable[[Session, list[MessageEvent]], None]
-_publisher: Publisher | None = None
-
-
-def set_publisher(publisher: Publisher | None) -> None:
-    """Where batches of message events go (None: nowhere)."""
-    global _publisher
-    _publisher = publisher
+__all__ = ["MESSAGE_CLICKED", "MESSAGE_OPENED", "MessageEvent", "install", "message_events", "set_publisher"]
 
 
 def message_events(session: Session, batch: list[counters.CountedEvent]) -> list[MessageEvent]:
@@ -72,11 +45,7 @@ def message_events(session: Session, batch: list[counters.CountedEvent]) -> list
 
 
 def _publish(session: Session, batch: list[counters.CountedEvent]) -> None:
-    if _publisher is None:
-        return
-    found = message_events(session, batch)
-    if found:
-        _publisher(session, found)
+    outcomes.publish(session, message_events(session, batch))
 
 
 def install() -> None:

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from missiva.db import insert_ignore, utcnow
+from missiva.delivery import outcomes
 from missiva.delivery.models import LedgerEntry, LedgerState, Mailing
 from missiva.delivery.sms.events import Receipt, ReceiptState
 from missiva.delivery.sms.models import SmsAccountSettings, SmsPart, SmsReceipt
@@ -196,7 +197,7 @@ def _by_value(mapping: dict[int, str]) -> dict[str, list[int]]:
     return groups
 
 
-def _settle(session: Session, ledger_ids: set[int], now: object) -> None:
+def _settle(session: Session, ledger_ids: set[int], now: datetime) -> None:
     """Set `delivery` on rows whose parts are now all known, and count it on their mailings."""
     by_row: dict[int, list[tuple[int, str | None]]] = defaultdict(list)
     for ledger_id, part, state in session.execute(
@@ -204,7 +205,13 @@ def _settle(session: Session, ledger_ids: set[int], now: object) -> None:
     ):
         by_row[ledger_id].append((part, state))
     open_rows = session.execute(
-        select(LedgerEntry.id, LedgerEntry.mailing_id).where(
+        select(
+            LedgerEntry.id,
+            LedgerEntry.mailing_id,
+            LedgerEntry.account_id,
+            LedgerEntry.recipient_id,
+            LedgerEntry.address,
+        ).where(
             LedgerEntry.id.in_(ledger_ids),
             LedgerEntry.delivery.is_(None),
             LedgerEntry.state == LedgerState.SENT,
@@ -212,12 +219,16 @@ def _settle(session: Session, ledger_ids: set[int], now: object) -> None:
     ).all()
     settled: dict[int, str] = {}
     counts: dict[int, Counter[str]] = defaultdict(Counter)
-    for row_id, mailing_id in open_rows:
+    events: list[outcomes.MessageEvent] = []
+    for row_id, mailing_id, account_id, recipient_id, address in open_rows:
         delivery = _row_delivery(by_row.get(row_id, []))
         if delivery is None:
             continue
         settled[row_id] = delivery
         counts[mailing_id][delivery] += 1
+        event = _event(session, delivery, account_id, mailing_id, recipient_id, address, now)
+        if event is not None:
+            events.append(event)
     for delivery, row_ids in _by_value(settled).items():
         session.execute(
             update(LedgerEntry)
@@ -232,6 +243,27 @@ def _settle(session: Session, ledger_ids: set[int], now: object) -> None:
             .values({getattr(Mailing, name): getattr(Mailing, name) + n for name, n in counter.items()}),
             execution_options={"synchronize_session": False},
         )
+    outcomes.publish(session, events)
+
+
+def _event(
+    session: Session,
+    delivery: str,
+    account_id: int,
+    mailing_id: int,
+    recipient_id: int | None,
+    address: str | None,
+    now: datetime,
+) -> outcomes.MessageEvent | None:
+    """A settled SMS as `message.delivered` (when an endpoint wants those) or `message.bounced`."""
+    if delivery == ReceiptState.DELIVERED:
+        if not outcomes.wanted(session, account_id, outcomes.MESSAGE_DELIVERED):
+            return None
+        kind, data = outcomes.MESSAGE_DELIVERED, {"mailing_id": mailing_id, "mobile": address}
+    else:
+        kind = outcomes.MESSAGE_BOUNCED
+        data = {"mailing_id": mailing_id, "mobile": address, "kind": delivery, "reported_by": "receipt"}
+    return outcomes.MessageEvent(kind, account_id, mailing_id, recipient_id, now, data, channel="sms")
 
 
 def open_parts(session: Session, mailing_id: int) -> int:
