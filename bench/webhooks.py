@@ -5,7 +5,9 @@
    (a raw asyncio HTTP/1.1 responder in its own process). Ceiling: a bare client loop on the same HTTP
    stack (httpcore, the transport under httpx, in the same lanes) with the same concurrency, posting the
    same bodies to the same receiver, with no database, rendering or signing.
-2. Subscribe overhead: subscribes/s through the service (one transaction each, like the API) with no
+2. Batches: the same number of `message.delivered` events to an endpoint with `batch_size` 100
+   (events/s; each request carries up to 100 of them).
+3. Subscribe overhead: subscribes/s through the service (one transaction each, like the API) with no
    webhook endpoint, then with 3 matching endpoints (event row + 3 outbox rows per subscribe).
 
 Medians of several runs. SQLite by default; `--postgres` runs the same against a throwaway PostgreSQL.
@@ -169,6 +171,29 @@ def dispatch_rate(db, settings, endpoint_id: int) -> float:
     return queued / elapsed
 
 
+def queue_message_events(db, account_id: int, list_id: int, count: int) -> None:
+    """`count` message.delivered events about the list's recipients, 1,000 per transaction."""
+    from sqlalchemy import select
+
+    from missiva.audience.models import Subscription
+    from missiva.db import utcnow
+    from missiva.delivery.outcomes import MESSAGE_DELIVERED, MessageEvent
+    from missiva.events import message_events
+
+    with db.session() as s:
+        ids = list(s.scalars(select(Subscription.recipient_id).where(Subscription.list_id == list_id)))
+    now = utcnow()
+    for start in range(0, count, 1000):
+        batch = [
+            MessageEvent(
+                MESSAGE_DELIVERED, account_id, None, ids[i % len(ids)], now, {"reply": "250 2.0.0 Ok"}
+            )
+            for i in range(start, min(start + 1000, count))
+        ]
+        with db.session() as s:
+            message_events.publish(s, batch)
+
+
 def sample_requests(db, settings, endpoint_id: int) -> list[tuple[str, dict[str, str], bytes]]:
     """The same requests the dispatcher sends (bodies and signed headers), for the ceiling loop."""
     from missiva.events.dispatcher import Dispatcher
@@ -249,6 +274,21 @@ def run(url: str, events: int, runs: int, label: str) -> tuple[float, float]:
         print(
             f"[{label}] deliveries/s: runs {[round(x) for x in rates]}, median {rate:,.0f}; "
             f"ceiling runs {[round(x) for x in ceilings]}, median {ceiling:,.0f}"
+        )
+
+        # Batches: message events to an endpoint taking 100 per request (one recipient each, so the
+        # per-recipient order never holds a batch back).
+        with db.session() as s:
+            s.execute(text("UPDATE webhook_endpoints SET active = false WHERE id = :e"), {"e": endpoint_id})
+            batched, _ = service.create_endpoint(
+                s, account_id, url=hook_url, event_types=["message.delivered"], batch_size=100
+            )
+            batched_id = batched.id
+        queue_message_events(db, account_id, list_id, events)
+        batch_rates = [dispatch_rate(db, settings, batched_id) for _ in range(runs)]
+        print(
+            f"[{label}] message events/s in batches of 100: runs {[round(x) for x in batch_rates]}, "
+            f"median {statistics.median(batch_rates):,.0f}"
         )
         return rate, ceiling
     finally:
