@@ -98,14 +98,15 @@ WHERE rid IS NOT NULL AND (
     FROM recipients r WHERE r.id = imp_rows.rid)
 """
 
+# A recipient created by this batch has no subscription yet: its rows skip the two lookups.
 _EXPAND_SUBS = """
 INSERT INTO imp_subs (seq, rid, list_id, channel, cur, sid, action)
 SELECT x.seq, x.rid, x.list_id, '{channel}', x.cur, x.sid, {case}
 FROM (SELECT b.seq, b.rid, b.list_id,
-        (SELECT s.status FROM subscriptions s WHERE s.recipient_id = b.rid AND s.list_id = b.list_id
-            AND s.channel = '{channel}') AS cur,
-        (SELECT s.id FROM subscriptions s WHERE s.recipient_id = b.rid AND s.list_id = b.list_id
-            AND s.channel = '{channel}') AS sid
+        CASE WHEN NOT b.new_rec THEN (SELECT s.status FROM subscriptions s WHERE s.recipient_id = b.rid
+            AND s.list_id = b.list_id AND s.channel = '{channel}') END AS cur,
+        CASE WHEN NOT b.new_rec THEN (SELECT s.id FROM subscriptions s WHERE s.recipient_id = b.rid
+            AND s.list_id = b.list_id AND s.channel = '{channel}') END AS sid
     FROM imp_rows b WHERE b.rid IS NOT NULL AND b.{identity} IS NOT NULL) x
 """
 
@@ -182,6 +183,11 @@ _EVENT_TYPE = """CASE e.kind
         WHEN 'create_pending' THEN 'subscription.requested' WHEN 'request' THEN 'subscription.requested'
         WHEN 'updated' THEN 'recipient.updated' ELSE 'subscription.unsubscribed' END"""
 
+# The snapshot of a recipient this batch created, which no other row of the batch touched, is known
+# without reading it back: the row's identities and fields, its groups, and the subscriptions it created.
+_CREATED_STATUS = """CASE x.action WHEN 'create_sub' THEN 'subscribed' WHEN 'create_pending' THEN 'pending'
+        ELSE 'unsubscribed' END"""
+
 _EVENT_REASON = "CASE WHEN e.kind IN ('create_unsub', 'unsubscribe') THEN 'import' END"
 
 _OUTCOMES = """
@@ -222,10 +228,12 @@ def _lite(template: str) -> str:
 class Statements:
     """The named statements of one dialect; `{case}` in `expand_subs` is filled from the policy."""
 
+    temp_exists: str
     create_temp: tuple[str, ...]
     clear_temp: tuple[str, ...]
     resolve: str
     insert_new: str
+    insert_new_marked: str | None
     mark_new: str
     expand_subs: str
     mark_skipped: str
@@ -249,6 +257,7 @@ class Statements:
 
 
 POSTGRESQL = Statements(
+    temp_exists="SELECT to_regclass('pg_temp.imp_gremove')",
     create_temp=(
         """CREATE TEMP TABLE IF NOT EXISTS imp_rows (
             seq bigint PRIMARY KEY, email text, mobile text, list_id integer NOT NULL,
@@ -274,6 +283,18 @@ POSTGRESQL = Statements(
         SELECT :a, email, mobile, jsonb_strip_nulls(patch), :now, :now FROM imp_rows
         WHERE rid IS NULL ORDER BY seq
         ON CONFLICT DO NOTHING""",
+    # The rows whose recipient this statement created are the new ones: marked from RETURNING, which
+    # saves a second lookup per row. Rows of one batch differ in (email, mobile), so the pair finds them.
+    insert_new_marked="""
+        WITH created AS (
+            INSERT INTO recipients (account_id, email, mobile, fields, created_at, updated_at)
+            SELECT :a, email, mobile, jsonb_strip_nulls(patch), :now, :now FROM imp_rows
+            WHERE rid IS NULL ORDER BY seq
+            ON CONFLICT DO NOTHING
+            RETURNING id, email, mobile)
+        UPDATE imp_rows SET rid = created.id, new_rec = TRUE FROM created
+        WHERE imp_rows.rid IS NULL AND COALESCE(imp_rows.email, '') = COALESCE(created.email, '')
+            AND COALESCE(imp_rows.mobile, '') = COALESCE(created.mobile, '')""",
     mark_new=_MARK_NEW,
     expand_subs=_EXPAND_SUBS,
     mark_skipped=_MARK_SKIPPED,
@@ -327,7 +348,15 @@ POSTGRESQL = Statements(
     insert_events=f"""
         INSERT INTO audience_events ({_EVENT_COLUMNS})
         SELECT :a, {_EVENT_TYPE}, :now, e.list_id, e.rid, e.channel, 'import', {_EVENT_REASON}, NULL,
-            (SELECT jsonb_build_object(
+            CASE WHEN b.alone THEN jsonb_build_object(
+                'email', b.email, 'mobile', b.mobile, 'fields', jsonb_strip_nulls(b.patch),
+                'groups', COALESCE((SELECT jsonb_agg(jsonb_build_object('id', g.id, 'list_id', g.list_id)
+                    ORDER BY g.id) FROM imp_groups x JOIN groups g ON g.id = x.group_id
+                    WHERE x.seq = e.seq), '[]'::jsonb),
+                'subscriptions', (SELECT jsonb_agg(jsonb_build_object('list_id', x.list_id,
+                    'channel', x.channel, 'status', {_CREATED_STATUS}) ORDER BY x.channel)
+                    FROM imp_subs x WHERE x.seq = e.seq))
+            ELSE (SELECT jsonb_build_object(
                 'email', r.email, 'mobile', r.mobile, 'fields', r.fields,
                 'groups', COALESCE((SELECT jsonb_agg(jsonb_build_object('id', g.id, 'list_id', g.list_id)
                     ORDER BY g.id) FROM group_members gm JOIN groups g ON g.id = gm.group_id
@@ -335,7 +364,7 @@ POSTGRESQL = Statements(
                 'subscriptions', COALESCE((SELECT jsonb_agg(jsonb_build_object('list_id', s.list_id,
                     'channel', s.channel, 'status', s.status) ORDER BY s.list_id, s.channel)
                     FROM subscriptions s WHERE s.recipient_id = r.id), '[]'::jsonb))
-                FROM recipients r WHERE r.id = e.rid)
+                FROM recipients r WHERE r.id = e.rid) END
             || CASE e.kind
                 WHEN 'create_sub' THEN jsonb_build_object('method', 'import', 'previous_status', e.prev)
                 WHEN 'subscribe' THEN jsonb_build_object('method', 'forced', 'previous_status', e.prev)
@@ -345,7 +374,9 @@ POSTGRESQL = Statements(
                     'previous_status', e.prev, 'send_confirmation', {{confirm}})
                 WHEN 'updated' THEN jsonb_build_object('changes', e.changes)
                 ELSE jsonb_build_object('optout_type', {OPTOUT_IMPORT}) END
-        FROM ({_EVENT_ROWS}) e
+        FROM ({_EVENT_ROWS}) e JOIN (SELECT seq, email, mobile, patch,
+                new_rec AND COUNT(*) OVER (PARTITION BY rid) = 1 AS alone
+            FROM imp_rows WHERE rid IS NOT NULL) b ON b.seq = e.seq
         ORDER BY e.seq, e.ord""",
     outcomes=_OUTCOMES,
 )
@@ -357,6 +388,7 @@ def _sqlite_key(doc: str) -> str:
 
 
 SQLITE = Statements(
+    temp_exists="SELECT 1 FROM temp.sqlite_master WHERE name = 'imp_gremove'",
     create_temp=(
         """CREATE TEMP TABLE IF NOT EXISTS imp_rows (
             seq INTEGER PRIMARY KEY, email TEXT, mobile TEXT, list_id INTEGER NOT NULL,
@@ -386,6 +418,7 @@ SQLITE = Statements(
         SELECT :a, email, mobile, json_patch('{}', patch), :now, :now FROM imp_rows
         WHERE rid IS NULL ORDER BY seq
         ON CONFLICT DO NOTHING""",
+    insert_new_marked=None,
     mark_new=_MARK_NEW,
     expand_subs=_EXPAND_SUBS,
     mark_skipped=_MARK_SKIPPED,
