@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -44,7 +43,6 @@ log = logging.getLogger(__name__)
 DEFAULT_BATCH_SIZE = 5000
 # A run whose worker has not been heard of for this long is taken to have died; another may resume it.
 LEASE = timedelta(minutes=10)
-_SWITCH_INTERVAL = 0.0002  # seconds; see _Importer.run
 Progress = Callable[[str, int, int | None], None]
 """(phase "checking" | "importing", records done, records in total when known)."""
 
@@ -216,12 +214,6 @@ class _Importer:
                     pass
 
         thread = threading.Thread(target=write, name=f"import-{self.run_id}", daemon=True)
-        # The writer runs some twenty statements a batch and needs the GIL back after each; with the
-        # default 5 ms switch interval it waits up to that long every time the preparing thread holds
-        # it, which costs more than the statements themselves. A shorter interval for the run's
-        # duration hands the GIL over promptly.
-        interval = sys.getswitchinterval()
-        sys.setswitchinterval(min(interval, _SWITCH_INTERVAL))
         thread.start()
         try:
             with _open(path, self.preparer.options, limits) as source:
@@ -232,7 +224,6 @@ class _Importer:
         finally:
             batches.put(None)
             thread.join()
-            sys.setswitchinterval(interval)
         if failure:
             raise failure[0]
 

@@ -183,11 +183,6 @@ _EVENT_TYPE = """CASE e.kind
         WHEN 'create_pending' THEN 'subscription.requested' WHEN 'request' THEN 'subscription.requested'
         WHEN 'updated' THEN 'recipient.updated' ELSE 'subscription.unsubscribed' END"""
 
-# The snapshot of a recipient this batch created, which no other row of the batch touched, is known
-# without reading it back: the row's identities and fields, its groups, and the subscriptions it created.
-_CREATED_STATUS = """CASE x.action WHEN 'create_sub' THEN 'subscribed' WHEN 'create_pending' THEN 'pending'
-        ELSE 'unsubscribed' END"""
-
 _EVENT_REASON = "CASE WHEN e.kind IN ('create_unsub', 'unsubscribe') THEN 'import' END"
 
 _OUTCOMES = """
@@ -348,15 +343,7 @@ POSTGRESQL = Statements(
     insert_events=f"""
         INSERT INTO audience_events ({_EVENT_COLUMNS})
         SELECT :a, {_EVENT_TYPE}, :now, e.list_id, e.rid, e.channel, 'import', {_EVENT_REASON}, NULL,
-            CASE WHEN b.alone THEN jsonb_build_object(
-                'email', b.email, 'mobile', b.mobile, 'fields', jsonb_strip_nulls(b.patch),
-                'groups', COALESCE((SELECT jsonb_agg(jsonb_build_object('id', g.id, 'list_id', g.list_id)
-                    ORDER BY g.id) FROM imp_groups x JOIN groups g ON g.id = x.group_id
-                    WHERE x.seq = e.seq), '[]'::jsonb),
-                'subscriptions', (SELECT jsonb_agg(jsonb_build_object('list_id', x.list_id,
-                    'channel', x.channel, 'status', {_CREATED_STATUS}) ORDER BY x.channel)
-                    FROM imp_subs x WHERE x.seq = e.seq))
-            ELSE (SELECT jsonb_build_object(
+            (SELECT jsonb_build_object(
                 'email', r.email, 'mobile', r.mobile, 'fields', r.fields,
                 'groups', COALESCE((SELECT jsonb_agg(jsonb_build_object('id', g.id, 'list_id', g.list_id)
                     ORDER BY g.id) FROM group_members gm JOIN groups g ON g.id = gm.group_id
@@ -364,7 +351,7 @@ POSTGRESQL = Statements(
                 'subscriptions', COALESCE((SELECT jsonb_agg(jsonb_build_object('list_id', s.list_id,
                     'channel', s.channel, 'status', s.status) ORDER BY s.list_id, s.channel)
                     FROM subscriptions s WHERE s.recipient_id = r.id), '[]'::jsonb))
-                FROM recipients r WHERE r.id = e.rid) END
+                FROM recipients r WHERE r.id = e.rid)
             || CASE e.kind
                 WHEN 'create_sub' THEN jsonb_build_object('method', 'import', 'previous_status', e.prev)
                 WHEN 'subscribe' THEN jsonb_build_object('method', 'forced', 'previous_status', e.prev)
@@ -374,9 +361,7 @@ POSTGRESQL = Statements(
                     'previous_status', e.prev, 'send_confirmation', {{confirm}})
                 WHEN 'updated' THEN jsonb_build_object('changes', e.changes)
                 ELSE jsonb_build_object('optout_type', {OPTOUT_IMPORT}) END
-        FROM ({_EVENT_ROWS}) e JOIN (SELECT seq, email, mobile, patch,
-                new_rec AND COUNT(*) OVER (PARTITION BY rid) = 1 AS alone
-            FROM imp_rows WHERE rid IS NOT NULL) b ON b.seq = e.seq
+        FROM ({_EVENT_ROWS}) e
         ORDER BY e.seq, e.ord""",
     outcomes=_OUTCOMES,
 )
