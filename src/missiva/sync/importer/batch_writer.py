@@ -111,6 +111,10 @@ class BatchWriter:
             run(session, sql.expand_subs.format(channel="email", identity="email", case=case), now)
         if channels in (Channels.SMS, Channels.BOTH):
             run(session, sql.expand_subs.format(channel="sms", identity="mobile", case=case), now)
+        has_email = any(r[1] is not None for r in rows)
+        has_mobile = any(r[2] is not None for r in rows)
+        if has_mobile:  # without mobiles, every row finds its own recipient by its own email
+            run(session, sql.collapse_subs, now)
         self._analyze(conn, "imp_subs")
         if Action.SKIP in self._actions:
             run(session, sql.mark_skipped, now)
@@ -125,8 +129,6 @@ class BatchWriter:
             run(session, sql.set_unsubscribed, now)
         run(session, sql.merge_fields, now)
         run(session, sql.write_fields, now)
-        has_email = any(r[1] is not None for r in rows)
-        has_mobile = any(r[2] is not None for r in rows)
         if has_email and has_mobile:
             run(session, sql.attach_email, now)
             run(session, sql.attach_mobile, now)

@@ -8,6 +8,7 @@ every step below runs once for the whole batch, set-based, in the batch's transa
   mark_new       remember which rows created their recipient
   expand_subs    one `imp_subs` row per row and channel, with the current subscription status and,
                  from the policy's CASE, what happens to it
+  collapse_subs  rows that met on one recipient change each of its subscriptions once
   mark_skipped   rows whose every subscription is skipped (pending/unsubscribed, not forced)
   create_subs / set_subscribed / set_pending / set_unsubscribed   the status writes
   merge_fields / write_fields   field values merged (empty ignored or overwriting, ' ' clears)
@@ -108,6 +109,18 @@ FROM (SELECT b.seq, b.rid, b.list_id,
         CASE WHEN NOT b.new_rec THEN (SELECT s.id FROM subscriptions s WHERE s.recipient_id = b.rid
             AND s.list_id = b.list_id AND s.channel = '{channel}') END AS sid
     FROM imp_rows b WHERE b.rid IS NOT NULL AND b.{identity} IS NOT NULL) x
+"""
+
+# Two rows of a batch can meet on one recipient through a mobile number (one found by its email, the
+# other by its mobile, or the second finding the recipient the first created). They would both make
+# the same status change to the same subscription: the first row of the batch makes it, the others
+# keep the status (their fields and groups still apply).
+_COLLAPSE_SUBS = """
+UPDATE imp_subs SET action = 'keep'
+FROM (SELECT seq, channel, ROW_NUMBER() OVER (PARTITION BY rid, list_id, channel ORDER BY seq) AS n
+    FROM imp_subs) d
+WHERE imp_subs.seq = d.seq AND imp_subs.channel = d.channel AND d.n > 1
+    AND imp_subs.action NOT IN ('keep', 'skip')
 """
 
 _MARK_SKIPPED = """
@@ -231,6 +244,7 @@ class Statements:
     insert_new_marked: str | None
     mark_new: str
     expand_subs: str
+    collapse_subs: str
     mark_skipped: str
     create_subs: str
     fill_subscription_ids: str
@@ -292,6 +306,7 @@ POSTGRESQL = Statements(
             AND COALESCE(imp_rows.mobile, '') = COALESCE(created.mobile, '')""",
     mark_new=_MARK_NEW,
     expand_subs=_EXPAND_SUBS,
+    collapse_subs=_COLLAPSE_SUBS,
     mark_skipped=_MARK_SKIPPED,
     create_subs=_CREATE_SUBS,
     fill_subscription_ids=_FILL_SUBSCRIPTION_IDS,
@@ -406,6 +421,7 @@ SQLITE = Statements(
     insert_new_marked=None,
     mark_new=_MARK_NEW,
     expand_subs=_EXPAND_SUBS,
+    collapse_subs=_COLLAPSE_SUBS,
     mark_skipped=_MARK_SKIPPED,
     create_subs=_CREATE_SUBS,
     fill_subscription_ids=_FILL_SUBSCRIPTION_IDS,
