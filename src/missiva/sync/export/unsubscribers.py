@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import Enum
 from typing import Any, BinaryIO
 from zoneinfo import ZoneInfo
 
@@ -24,7 +23,6 @@ from sqlalchemy.orm import Session
 from missiva.audience.enums import Channel, Reason, Status
 from missiva.audience.lists import list_fields
 from missiva.audience.models import Recipient, Subscription
-from missiva.db import UTCDateTime
 from missiva.errors import InvalidInput
 from missiva.sync.export.csv_output import DEFAULT_DELIMITER, CsvSink
 from missiva.sync.export.window import Span, Window, record_mark, resolve, zone
@@ -32,7 +30,6 @@ from missiva.sync.export.window import Span, Window, record_mark, resolve, zone
 MAILUP_DATE = "%Y%m%dT%H%M%S"
 _PG_MAILUP_DATE = 'YYYYMMDD"T"HH24MISS'
 _COPY_CHUNK = 256 * 1024
-_FETCH = 10_000  # rows per fetch on SQLite
 
 
 def _reasons(values: Sequence[str], name: str) -> tuple[str, ...]:
@@ -175,47 +172,15 @@ def export_unsubscribers(
                 optout,
                 s.unsubscribe_mailing_id,
             ]
-            selected = query.with_only_columns(*columns, *extras)
-            if utc:
-                for chunk in _sqlite_chunks(session, selected):
-                    sink.write_rows(chunk)
-            else:
-                # Dates converted to the zone in Python need SQLAlchemy's datetime processing.
-                result = session.connection().execute(selected)
-                while chunk := result.fetchmany(_FETCH):
-                    sink.write_rows(list(_in_zone(chunk, ZoneInfo(spec.timezone))))
+            # Core rather than the ORM: plain rows, fetched 10,000 at a time, each chunk written at once.
+            result = session.connection().execute(query.with_only_columns(*columns, *extras))
+            while chunk := result.fetchmany(10_000):
+                sink.write_rows(chunk if utc else list(_in_zone(chunk, ZoneInfo(spec.timezone))))
         rows = sink.rows
     span_done = span
     if record:
         record_mark(session, account_id, spec.stream, span_done, rows)
     return ExportResult(rows=rows, span=span_done, columns=header)
-
-
-def _sqlite_chunks(session: Session, query: Select[Any]) -> Iterator[list[tuple[Any, ...]]]:
-    """`query`'s rows as plain tuples from the sqlite3 cursor, `_FETCH` at a time.
-
-    The UTC export selects only text and integers, which need no result processing; building
-    SQLAlchemy rows would cost more than writing the CSV. The query runs on the session's own
-    connection, inside its transaction.
-    """
-    conn = session.connection()
-    compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-    to_text = UTCDateTime().bind_processor(conn.dialect)
-    values = compiled.params
-    params = []
-    for name in compiled.positiontup or ():
-        value = values[name]
-        if isinstance(value, datetime) and to_text is not None:
-            value = to_text(value)
-        elif isinstance(value, Enum):
-            value = value.value
-        params.append(value)
-    cursor = conn.connection.driver_connection.execute(compiled.string, params)  # type: ignore[union-attr]
-    try:
-        while chunk := cursor.fetchmany(_FETCH):
-            yield chunk
-    finally:
-        cursor.close()
 
 
 def _pg_date(column: Any, timezone: str) -> Any:
