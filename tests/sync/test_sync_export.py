@@ -125,6 +125,16 @@ def test_previous_day_of_list_1_without_link_clicks_in_the_account_time_zone(db,
     ]
 
 
+def test_utc_export_carries_personal_fields_and_mailup_dates(db, account, people):
+    spec = UnsubscriberExport(lists_in=(people["L1"],), window="previous_day", fields=(1,))
+    rows = run_export(db, account["id"], spec)
+    assert [(r["email"], r["OptOut_Date"], r["reason"], r["nome"]) for r in rows] == [
+        ("g@example.it", "20250314T000500", "import", "G"),
+        ("a@example.it", "20250314T100000", "link", "A"),
+        ("b@example.it", "20250314T233000", "hard_bounce", "B"),
+    ]
+
+
 def test_reason_codes_delimiter_and_zip(db, account, people):
     rows = run_export(
         db, account["id"], UnsubscriberExport(delimiter="|", zipped=True, lists_in=(people["L2"],))

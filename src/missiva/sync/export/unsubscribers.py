@@ -172,11 +172,10 @@ def export_unsubscribers(
                 optout,
                 s.unsubscribe_mailing_id,
             ]
-            result = session.execute(
-                query.with_only_columns(*columns, *extras).execution_options(yield_per=10_000)
-            )
-            for chunk in result.partitions():
-                sink.write_rows(chunk if utc else _in_zone(chunk, ZoneInfo(spec.timezone)))
+            # Core rather than the ORM: plain rows, fetched 10,000 at a time, each chunk written at once.
+            result = session.connection().execute(query.with_only_columns(*columns, *extras))
+            while chunk := result.fetchmany(10_000):
+                sink.write_rows(chunk if utc else list(_in_zone(chunk, ZoneInfo(spec.timezone))))
         rows = sink.rows
     span_done = span
     if record:

@@ -81,20 +81,29 @@ class BatchWriter:
             return BatchOutcome()
         sql = self.sql
         conn = session.connection()
-        for ddl in sql.create_temp:
-            conn.exec_driver_sql(ddl)
+        if conn.exec_driver_sql(sql.temp_exists).scalar() is None:
+            for ddl in sql.create_temp:
+                conn.exec_driver_sql(ddl)
         for stmt in sql.clear_temp:
             conn.exec_driver_sql(stmt)
         if self.dialect == "postgresql":
             # Planning the batch's statements is quick; JIT-compiling them costs more than running them.
-            conn.exec_driver_sql("SET LOCAL jit = off")
+            # The batch commits without waiting for its WAL to reach the disk: the batch and its
+            # checkpoint are one transaction, so a server crash loses both together and the resumed
+            # run redoes them, and the run's final (synchronous) commit flushes every batch before
+            # the run says it has completed.
+            conn.exec_driver_sql("SET LOCAL jit = off; SET LOCAL synchronous_commit = off")
         self._load(session, rows)
+        self._analyze(conn, "imp_rows")
         run = self._run
         run(session, sql.resolve, now)
-        created = run(session, sql.insert_new, now).rowcount
+        if sql.insert_new_marked is not None:
+            created = run(session, sql.insert_new_marked, now).rowcount
+        else:
+            created = run(session, sql.insert_new, now).rowcount
         run(session, sql.resolve, now)
         self._analyze(conn, "imp_rows")
-        if created:
+        if created and sql.insert_new_marked is None:
             run(session, sql.mark_new, now)
         channels = self.options.channels
         case = action_case(self.options, "x.cur")
@@ -102,6 +111,10 @@ class BatchWriter:
             run(session, sql.expand_subs.format(channel="email", identity="email", case=case), now)
         if channels in (Channels.SMS, Channels.BOTH):
             run(session, sql.expand_subs.format(channel="sms", identity="mobile", case=case), now)
+        has_email = any(r[1] is not None for r in rows)
+        has_mobile = any(r[2] is not None for r in rows)
+        if has_mobile:  # without mobiles, every row finds its own recipient by its own email
+            run(session, sql.collapse_subs, now)
         self._analyze(conn, "imp_subs")
         if Action.SKIP in self._actions:
             run(session, sql.mark_skipped, now)
@@ -116,8 +129,6 @@ class BatchWriter:
             run(session, sql.set_unsubscribed, now)
         run(session, sql.merge_fields, now)
         run(session, sql.write_fields, now)
-        has_email = any(r[1] is not None for r in rows)
-        has_mobile = any(r[2] is not None for r in rows)
         if has_email and has_mobile:
             run(session, sql.attach_email, now)
             run(session, sql.attach_mobile, now)

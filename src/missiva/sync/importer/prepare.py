@@ -27,6 +27,9 @@ from missiva.sync.readers.records import Record, RowError
 from missiva.tenancy.models import Account
 
 _MOBILE_JUNK = str.maketrans("", "", " ()./-\t")
+# One encoder for every row: json.dumps with non-default options builds a new encoder per call, which
+# costs more than encoding a row's few fields.
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 @dataclass
@@ -161,7 +164,7 @@ class RowPreparer:
             email,
             mobile,
             list_id,
-            json.dumps(patch, separators=(",", ":"), ensure_ascii=False),
+            _encode(patch),
             groups,
         ), errors
 

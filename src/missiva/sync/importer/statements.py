@@ -8,6 +8,7 @@ every step below runs once for the whole batch, set-based, in the batch's transa
   mark_new       remember which rows created their recipient
   expand_subs    one `imp_subs` row per row and channel, with the current subscription status and,
                  from the policy's CASE, what happens to it
+  collapse_subs  rows that met on one recipient change each of its subscriptions once
   mark_skipped   rows whose every subscription is skipped (pending/unsubscribed, not forced)
   create_subs / set_subscribed / set_pending / set_unsubscribed   the status writes
   merge_fields / write_fields   field values merged (empty ignored or overwriting, ' ' clears)
@@ -98,15 +99,28 @@ WHERE rid IS NOT NULL AND (
     FROM recipients r WHERE r.id = imp_rows.rid)
 """
 
+# A recipient created by this batch has no subscription yet: its rows skip the two lookups.
 _EXPAND_SUBS = """
 INSERT INTO imp_subs (seq, rid, list_id, channel, cur, sid, action)
 SELECT x.seq, x.rid, x.list_id, '{channel}', x.cur, x.sid, {case}
 FROM (SELECT b.seq, b.rid, b.list_id,
-        (SELECT s.status FROM subscriptions s WHERE s.recipient_id = b.rid AND s.list_id = b.list_id
-            AND s.channel = '{channel}') AS cur,
-        (SELECT s.id FROM subscriptions s WHERE s.recipient_id = b.rid AND s.list_id = b.list_id
-            AND s.channel = '{channel}') AS sid
+        CASE WHEN NOT b.new_rec THEN (SELECT s.status FROM subscriptions s WHERE s.recipient_id = b.rid
+            AND s.list_id = b.list_id AND s.channel = '{channel}') END AS cur,
+        CASE WHEN NOT b.new_rec THEN (SELECT s.id FROM subscriptions s WHERE s.recipient_id = b.rid
+            AND s.list_id = b.list_id AND s.channel = '{channel}') END AS sid
     FROM imp_rows b WHERE b.rid IS NOT NULL AND b.{identity} IS NOT NULL) x
+"""
+
+# Two rows of a batch can meet on one recipient through a mobile number (one found by its email, the
+# other by its mobile, or the second finding the recipient the first created). They would both make
+# the same status change to the same subscription: the first row of the batch makes it, the others
+# keep the status (their fields and groups still apply).
+_COLLAPSE_SUBS = """
+UPDATE imp_subs SET action = 'keep'
+FROM (SELECT seq, channel, ROW_NUMBER() OVER (PARTITION BY rid, list_id, channel ORDER BY seq) AS n
+    FROM imp_subs) d
+WHERE imp_subs.seq = d.seq AND imp_subs.channel = d.channel AND d.n > 1
+    AND imp_subs.action NOT IN ('keep', 'skip')
 """
 
 _MARK_SKIPPED = """
@@ -222,12 +236,15 @@ def _lite(template: str) -> str:
 class Statements:
     """The named statements of one dialect; `{case}` in `expand_subs` is filled from the policy."""
 
+    temp_exists: str
     create_temp: tuple[str, ...]
     clear_temp: tuple[str, ...]
     resolve: str
     insert_new: str
+    insert_new_marked: str | None
     mark_new: str
     expand_subs: str
+    collapse_subs: str
     mark_skipped: str
     create_subs: str
     fill_subscription_ids: str
@@ -249,6 +266,7 @@ class Statements:
 
 
 POSTGRESQL = Statements(
+    temp_exists="SELECT to_regclass('pg_temp.imp_gremove')",
     create_temp=(
         """CREATE TEMP TABLE IF NOT EXISTS imp_rows (
             seq bigint PRIMARY KEY, email text, mobile text, list_id integer NOT NULL,
@@ -274,8 +292,21 @@ POSTGRESQL = Statements(
         SELECT :a, email, mobile, jsonb_strip_nulls(patch), :now, :now FROM imp_rows
         WHERE rid IS NULL ORDER BY seq
         ON CONFLICT DO NOTHING""",
+    # The rows whose recipient this statement created are the new ones: marked from RETURNING, which
+    # saves a second lookup per row. Rows of one batch differ in (email, mobile), so the pair finds them.
+    insert_new_marked="""
+        WITH created AS (
+            INSERT INTO recipients (account_id, email, mobile, fields, created_at, updated_at)
+            SELECT :a, email, mobile, jsonb_strip_nulls(patch), :now, :now FROM imp_rows
+            WHERE rid IS NULL ORDER BY seq
+            ON CONFLICT DO NOTHING
+            RETURNING id, email, mobile)
+        UPDATE imp_rows SET rid = created.id, new_rec = TRUE FROM created
+        WHERE imp_rows.rid IS NULL AND COALESCE(imp_rows.email, '') = COALESCE(created.email, '')
+            AND COALESCE(imp_rows.mobile, '') = COALESCE(created.mobile, '')""",
     mark_new=_MARK_NEW,
     expand_subs=_EXPAND_SUBS,
+    collapse_subs=_COLLAPSE_SUBS,
     mark_skipped=_MARK_SKIPPED,
     create_subs=_CREATE_SUBS,
     fill_subscription_ids=_FILL_SUBSCRIPTION_IDS,
@@ -357,6 +388,7 @@ def _sqlite_key(doc: str) -> str:
 
 
 SQLITE = Statements(
+    temp_exists="SELECT 1 FROM temp.sqlite_master WHERE name = 'imp_gremove'",
     create_temp=(
         """CREATE TEMP TABLE IF NOT EXISTS imp_rows (
             seq INTEGER PRIMARY KEY, email TEXT, mobile TEXT, list_id INTEGER NOT NULL,
@@ -386,8 +418,10 @@ SQLITE = Statements(
         SELECT :a, email, mobile, json_patch('{}', patch), :now, :now FROM imp_rows
         WHERE rid IS NULL ORDER BY seq
         ON CONFLICT DO NOTHING""",
+    insert_new_marked=None,
     mark_new=_MARK_NEW,
     expand_subs=_EXPAND_SUBS,
+    collapse_subs=_COLLAPSE_SUBS,
     mark_skipped=_MARK_SKIPPED,
     create_subs=_CREATE_SUBS,
     fill_subscription_ids=_FILL_SUBSCRIPTION_IDS,
