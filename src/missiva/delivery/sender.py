@@ -17,7 +17,7 @@ import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import select
@@ -135,6 +135,8 @@ class MailingSender:
         self.config = config or current()
         self._transport = transport
         self.sent = 0
+        # When the run stopped for a throttle window (epoch seconds): the next run must not start before.
+        self.throttled_until: float | None = None
 
     async def run(self) -> RunOutcome:
         """Send until the mailing finishes, pauses, is cancelled, or only has later retries left."""
@@ -223,7 +225,12 @@ class MailingSender:
                 mailing.status = MailingStatus.FINISHED
                 mailing.finished_at = utcnow()
                 return RunOutcome(mailing.status, sent=self.sent)
-            return RunOutcome(mailing.status, ledger.next_retry_at(session, self.mailing_id), sent=self.sent)
+            resume = ledger.next_retry_at(session, self.mailing_id)
+            if self.throttled_until is not None:
+                # Rows are due now but the mailing's budget is spent: not before its next window.
+                window = datetime.fromtimestamp(self.throttled_until, UTC)
+                resume = window if resume is None else max(resume, window)
+            return RunOutcome(mailing.status, resume, sent=self.sent)
 
     # -- the async pipeline --------------------------------------------------------------------
 
@@ -285,6 +292,7 @@ class MailingSender:
                     if wait is None:
                         wait = await asyncio.to_thread(self._next_due)
                     if wait is None or wait - time.time() > SHORT_WAIT:
+                        self.throttled_until = claim.wait_until
                         return
                     await asyncio.sleep(max(0.01, wait - time.time()))
                     ahead = asyncio.create_task(exchange())
