@@ -23,8 +23,8 @@ class SendingConfig:
     bounce_domain: str = "bounces.localhost"
     bounce_local: str = "bounces"
     relays: tuple[Relay, ...] = field(default_factory=tuple)
-    # Rows claimed (and marked `sending`) per transaction: after a crash at most about two chunks
-    # plus the pool's window are uncertain.
+    # Rows claimed (and marked `sending`) per transaction: after a crash at most two chunks plus
+    # twice the pool's window are uncertain.
     chunk: int = 200
     max_attempts: int = 5
     retry_base: float = 60.0

@@ -241,7 +241,8 @@ class MailingSender:
 
         The next chunk is claimed (and the outcomes so far recorded) in a thread as soon as the current
         chunk starts going out, so the SMTP sessions never wait for the database. At a crash, at most
-        the current chunk, the one claimed ahead and the pool's window are `sending`.
+        the current chunk, the one claimed ahead and twice the pool's window (in flight, and answered
+        but not yet recorded) are `sending`.
         """
         budget = ledger.DomainBudget(mailing.per_domain_per_minute) if mailing.per_domain_per_minute else None
         bounce_domain = self.config.bounce_domain
