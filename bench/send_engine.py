@@ -167,7 +167,7 @@ def main() -> None:
     sample = min(args.messages, 20_000)
     print(f"render only: {render_rate(compiled, sample):,.0f} msg/s")
     dkim_sample = min(args.messages, 2_000)
-    print(f"render + DKIM (RSA-2048, dkimpy): {render_rate(dkim_skeleton(), dkim_sample):,.0f} msg/s")
+    print(f"render + DKIM (RSA-2048, cryptography): {render_rate(dkim_skeleton(), dkim_sample):,.0f} msg/s")
 
     sink, port = start_sink()
     ours: list[float] = []

@@ -53,6 +53,7 @@ class Received:
     content: bytes
     authenticated: bool
     tls: bool
+    at: float = field(default_factory=time.monotonic)  # when the message was committed
 
 
 @dataclass

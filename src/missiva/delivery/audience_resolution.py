@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, distinct, func, literal, or_, select
+from sqlalchemy import ColumnElement, Select, and_, case, distinct, func, literal, or_, select, text
 from sqlalchemy.orm import Session
 
 from missiva.audience.enums import Status
@@ -274,6 +274,34 @@ def _explicit(session: Session, mailing: Mailing) -> tuple[list[str], Counter[st
     return list(seen), extra
 
 
+# Tables whose statistics the resolution joins are planned from.
+PLANNED_FROM = ("recipients", "subscriptions", "group_members", "suppressions")
+STALE_SHARE = 0.2  # statistics older than this share of changed rows are refreshed
+
+
+def _fresh_statistics(session: Session) -> None:
+    """ANALYZE (PostgreSQL) the audience tables whose statistics miss a large share of their rows.
+
+    Right after a big import, autovacuum has not analysed the tables yet; the planner then believes
+    they are tiny and probes the subscription of each recipient through an index that does not lead
+    with the recipient, so every batch scanned more than the one before (31 s instead of 1 s for
+    50,000 recipients). Refreshing costs a sample of each table once per mailing.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    stale = session.execute(
+        text(
+            "SELECT relname FROM pg_stat_user_tables WHERE relname = ANY(:names)"
+            " AND (last_analyze IS NULL AND last_autoanalyze IS NULL"
+            " OR n_mod_since_analyze > :share * GREATEST(n_live_tup, 1000))"
+        ),
+        {"names": list(PLANNED_FROM), "share": STALE_SHARE},
+    ).scalars()
+    for name in stale:
+        if name in PLANNED_FROM:  # identifiers cannot be bound; only known names get here
+            session.execute(text(f'ANALYZE "{name}"'))
+
+
 def resolve(db: Database, mailing_id: int, *, batch: int = BATCH) -> None:
     """Write the ledger rows of a mailing's whole audience (resumable; a no-op once resolved).
 
@@ -284,6 +312,8 @@ def resolve(db: Database, mailing_id: int, *, batch: int = BATCH) -> None:
             mailing = _lock_mailing(session, mailing_id)
             if mailing.resolved:
                 return
+            if mailing.resolved_upto == 0:
+                _fresh_statistics(session)
             explicit_ids = None
             extra: Counter[str] = Counter()
             if mailing.audience.get("recipients") is not None and "recipients" in mailing.audience:

@@ -12,6 +12,7 @@ from urllib.parse import parse_qs
 
 from missiva import runtime
 from missiva.delivery.smtp import Relay, RelayConfigError
+from missiva.delivery.smtp.rate import parse_rate
 
 
 @dataclass(frozen=True)
@@ -22,8 +23,8 @@ class SendingConfig:
     bounce_domain: str = "bounces.localhost"
     bounce_local: str = "bounces"
     relays: tuple[Relay, ...] = field(default_factory=tuple)
-    # Rows claimed (and marked `sending`) per transaction: after a crash at most about two chunks
-    # plus the pool's window are uncertain.
+    # Rows claimed (and marked `sending`) per transaction: after a crash at most two chunks plus
+    # twice the pool's window are uncertain.
     chunk: int = 200
     max_attempts: int = 5
     retry_base: float = 60.0
@@ -32,10 +33,10 @@ class SendingConfig:
 
 
 def parse_relays(value: str | None) -> tuple[Relay, ...]:
-    """Relays from ``URL[#weight=W&max=N], URL...``; raises RelayConfigError naming the bad entry.
+    """Relays from ``URL[#weight=W&max=N&rate=R], URL...``; raises RelayConfigError naming the bad entry.
 
     The options ride in the URL fragment because the query belongs to the relay URL itself
-    (``?starttls=1``).
+    (``?starttls=1``). ``rate`` is a message rate such as ``100/s``, ``3000/m`` or ``50000/h``.
     """
     relays = []
     for raw in (value or "").split(","):
@@ -44,7 +45,7 @@ def parse_relays(value: str | None) -> tuple[Relay, ...]:
             continue
         url, _, options = entry.partition("#")
         opts = {k.lower(): v[-1] for k, v in parse_qs(options).items()}
-        unknown = set(opts) - {"weight", "max"}
+        unknown = set(opts) - {"weight", "max", "rate"}
         if unknown:
             raise RelayConfigError(f"relay {url!r}: unknown option(s) {', '.join(sorted(unknown))}")
         try:
@@ -52,7 +53,11 @@ def parse_relays(value: str | None) -> tuple[Relay, ...]:
             max_connections = int(opts.get("max", 10))
         except ValueError as exc:
             raise RelayConfigError(f"relay {url!r}: bad weight or max: {exc}") from exc
-        relays.append(Relay(url, weight=weight, max_connections=max_connections))
+        try:
+            rate = parse_rate(opts["rate"]) if "rate" in opts else None
+        except RelayConfigError as exc:
+            raise RelayConfigError(f"relay {url!r}: {exc}") from None
+        relays.append(Relay(url, weight=weight, max_connections=max_connections, rate=rate))
     return tuple(relays)
 
 

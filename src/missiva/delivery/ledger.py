@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Select, bindparam, func, or_, select, union_all, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from missiva.audience import subscriptions
@@ -163,6 +164,45 @@ def _window(state: dict[str, Any], name: str, length: int, now: float) -> list[f
     return [start, count]
 
 
+def _due_rows(session: Session, mailing_id: int, now: datetime, limit: int) -> Select[Any]:
+    """The first `limit` due rows by id, with the recipient's fields.
+
+    Each state is read in id order through the (mailing_id, state, id) index and cut at `limit` before
+    the two are merged and joined to recipients: a single `state IN (...)` query sorted every waiting
+    row of the mailing on each claim, which made a mailing quadratic in its size. On PostgreSQL rows
+    locked by another worker's claim are skipped.
+    """
+    arms = []
+    for state, due in (
+        (LedgerState.QUEUED, or_(LedgerEntry.next_attempt_at.is_(None), LedgerEntry.next_attempt_at <= now)),
+        (LedgerState.DEFERRED, LedgerEntry.next_attempt_at <= now),
+    ):
+        arm = (
+            select(LedgerEntry.id)
+            .where(LedgerEntry.mailing_id == mailing_id, LedgerEntry.state == state, due)
+            .order_by(LedgerEntry.id)
+            .limit(limit)
+        )
+        if session.get_bind().dialect.name == "postgresql":
+            arm = arm.with_for_update(skip_locked=True)
+        arms.append(select(arm.subquery().c.id))
+    merged = union_all(*arms).subquery()
+    picked = select(merged.c.id).order_by(merged.c.id).limit(limit).subquery()
+    return (
+        select(
+            LedgerEntry.id,
+            LedgerEntry.recipient_id,
+            LedgerEntry.address,
+            LedgerEntry.attempts,
+            Recipient.fields,
+            Recipient.email,
+        )
+        .join(picked, picked.c.id == LedgerEntry.id)
+        .outerjoin(Recipient, Recipient.id == LedgerEntry.recipient_id)
+        .order_by(LedgerEntry.id)
+    )
+
+
 def claim(
     session: Session,
     mailing_id: int,
@@ -193,29 +233,11 @@ def claim(
                     return Claim(wait_until=windows[name][0] + length)
                 limit = min(limit, room)
     now = utcnow()
-    stmt = (
-        select(
-            LedgerEntry.id,
-            LedgerEntry.recipient_id,
-            LedgerEntry.address,
-            LedgerEntry.attempts,
-            Recipient.fields,
-            Recipient.email,
-        )
-        .outerjoin(Recipient, Recipient.id == LedgerEntry.recipient_id)
-        .where(
-            LedgerEntry.mailing_id == mailing_id,
-            LedgerEntry.state.in_(WAITING),
-            or_(LedgerEntry.next_attempt_at.is_(None), LedgerEntry.next_attempt_at <= now),
-        )
-        .order_by(LedgerEntry.id)
-        .limit(limit)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True, of=LedgerEntry)
     rows = [
-        Claimed(r.id, r.recipient_id, r.address or "", r.attempts, r.fields or {}, r.email)
-        for r in session.execute(stmt)
+        Claimed(row_id, recipient_id, address or "", attempts, fields or {}, email)
+        for row_id, recipient_id, address, attempts, fields, email in session.connection().execute(
+            _due_rows(session, mailing_id, now, limit)
+        )
     ]
     if domain_budget is not None:
         rows, postponed, until = domain_budget.split(rows, now_ts)
@@ -283,6 +305,128 @@ def _bump(session: Session, mailing_id: int, **deltas: int) -> None:
         )
 
 
+class _DriverStatement:
+    """A Core statement compiled once per dialect and run through the driver's own executemany.
+
+    SQLAlchemy's executemany builds and type-processes a parameter dict per row, which cost four times
+    what SQLite spent applying the rows. Parameters are given here as the driver expects them: values
+    whose column type converts them (datetimes) must be passed through `driver_value` first.
+    """
+
+    def __init__(self, statement: Any) -> None:
+        self.statement = statement
+        self._compiled: dict[str, tuple[str, bool, list[tuple[str, Any]]]] = {}
+
+    def _compile(self, dialect: Any) -> tuple[str, bool, list[tuple[str, Any]]]:
+        done = self.statement.compile(dialect=dialect)
+        # Constants in the statement (`.values(state="sent")`) become bound parameters too: their
+        # driver values are computed once here.
+        constants = {}
+        for name, bind in done.binds.items():
+            if bind.required:  # a per-row bindparam("b_...")
+                continue
+            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            value = bind.value
+            constants[name] = processor(value) if processor is not None and value is not None else value
+        names = done.positiontup if done.positional else list(done.binds)
+        return done.string, done.positional, [(name, constants.get(name, _PER_ROW)) for name in names or ()]
+
+    def executemany(self, connection: Connection, rows: list[dict[str, Any]]) -> None:
+        dialect = connection.dialect
+        compiled = self._compiled.get(dialect.name)
+        if compiled is None:
+            compiled = self._compiled[dialect.name] = self._compile(dialect)
+        sql, positional, order = compiled
+        params: list[Any]
+        if positional:
+            params = [tuple(row[name] if c is _PER_ROW else c for name, c in order) for row in rows]
+        else:
+            params = [{name: row[name] if c is _PER_ROW else c for name, c in order} for row in rows]
+        connection.exec_driver_sql(sql, params)
+
+
+_PER_ROW = object()
+
+
+def driver_value(connection: Connection, column: Any, value: Any) -> Any:
+    """`value` as the driver stores it in `column` (e.g. a UTC datetime as SQLite text)."""
+    processor = column.type.dialect_impl(connection.dialect).bind_processor(connection.dialect)
+    return value if value is None or processor is None else processor(value)
+
+
+_TABLE = LedgerEntry.__table__
+# One prepared UPDATE per outcome kind, run as executemany: per row only what differs between rows.
+_RECORD_SENT = _DriverStatement(
+    update(_TABLE)
+    .where(_TABLE.c.id == bindparam("b_id"))
+    .values(
+        state=LedgerState.SENT.value,
+        attempts=_TABLE.c.attempts + 1,
+        next_attempt_at=None,
+        reply_code=bindparam("b_code"),
+        reply_status=bindparam("b_status"),
+        reply_text=bindparam("b_text"),
+        message_ref=bindparam("b_ref"),
+        updated_at=bindparam("b_now"),
+        sent_at=bindparam("b_now"),
+        claimed_by=None,
+        reason=None,
+    )
+)
+# PostgreSQL: the delivered rows of a chunk in one statement, their values as arrays (one round trip
+# and one plan instead of one UPDATE execution per row).
+_RECORD_SENT_PG = """
+UPDATE send_ledger AS l SET state = 'sent', attempts = l.attempts + 1, next_attempt_at = NULL,
+    reply_code = v.code, reply_status = v.status, reply_text = v.text, message_ref = v.ref,
+    updated_at = %(now)s, sent_at = %(now)s, claimed_by = NULL, reason = NULL
+FROM unnest(%(ids)s::bigint[], %(codes)s::integer[], %(statuses)s::varchar[], %(texts)s::text[],
+            %(refs)s::varchar[]) AS v(id, code, status, text, ref)
+WHERE l.id = v.id
+"""
+
+
+def _record_sent(connection: Connection, rows: list[dict[str, Any]], now: datetime) -> None:
+    if connection.dialect.name != "postgresql":
+        _RECORD_SENT.executemany(connection, rows)
+        return
+    connection.exec_driver_sql(
+        _RECORD_SENT_PG,
+        {
+            "now": now,
+            "ids": [row["b_id"] for row in rows],
+            "codes": [row["b_code"] for row in rows],
+            "statuses": [row["b_status"] for row in rows],
+            "texts": [row["b_text"] for row in rows],
+            "refs": [row["b_ref"] for row in rows],
+        },
+    )
+
+
+_RECORD_OTHER = _DriverStatement(
+    update(_TABLE)
+    .where(_TABLE.c.id == bindparam("b_id"))
+    .values(
+        state=bindparam("b_state"),
+        attempts=_TABLE.c.attempts + 1,
+        next_attempt_at=bindparam("b_next"),
+        reply_code=bindparam("b_code"),
+        reply_status=bindparam("b_status"),
+        reply_text=bindparam("b_text"),
+        message_ref=bindparam("b_ref"),
+        updated_at=bindparam("b_now"),
+        sent_at=None,
+        claimed_by=None,
+        reason=bindparam("b_reason"),
+    )
+)
+_COUNTER = {
+    LedgerState.SENT: "sent",
+    LedgerState.HARD_BOUNCE: "hard_bounced",
+    LedgerState.UNCERTAIN: "uncertain",
+    LedgerState.FAILED: "failed",
+}
+
+
 def record(
     session: Session,
     mailing: Mailing,
@@ -294,21 +438,41 @@ def record(
     """Write each outcome to its row and the counters; hard bounces suppress and unsubscribe.
 
     Returns the hard bounces handled. All of it happens in the caller's transaction, so a row is never
-    `hard_bounce` without its suppression entry and audience event.
+    `hard_bounce` without its suppression entry and audience event. Rows are written with two prepared
+    Core UPDATEs (executemany): one for delivered rows, whose state and timestamps are the same for the
+    whole chunk, one for the rest; the ORM's per-row bookkeeping cost more than the database did.
     """
     now = utcnow()
-    updates: list[dict[str, Any]] = []
+    connection = session.connection()
+    stamp = driver_value(connection, _TABLE.c.updated_at, now)
+    sent: list[dict[str, Any]] = []
+    other: list[dict[str, Any]] = []
     counts: Counter[str] = Counter()
     bounces: list[Outcome] = []
     exhausted: list[Outcome] = []
     for outcome in outcomes:
         row, result = outcome.row, outcome.result
-        attempts = row.attempts + 1
         status = result.status
-        next_at = None
+        was_deferred = row.attempts > 0
         if status is SendStatus.SENT:
-            state = LedgerState.SENT
-        elif status is SendStatus.HARD_BOUNCE:
+            counts["queued"] -= 1
+            counts["sent"] += 1
+            if was_deferred:
+                counts["deferred"] -= 1
+            sent.append(
+                {
+                    "b_id": row.id,
+                    "b_code": result.code or None,
+                    "b_status": result.enhanced,
+                    "b_text": result.text[:1000],
+                    "b_ref": outcome.message_ref,
+                    "b_now": stamp,
+                }
+            )
+            continue
+        attempts = row.attempts + 1
+        next_at = None
+        if status is SendStatus.HARD_BOUNCE:
             state = LedgerState.HARD_BOUNCE
             bounces.append(outcome)
         elif status is SendStatus.SOFT_FAIL and attempts < max_attempts:
@@ -320,40 +484,31 @@ def record(
             state = LedgerState.FAILED
             if status is SendStatus.SOFT_FAIL:
                 exhausted.append(outcome)
-        was_deferred = row.attempts > 0
         if state is LedgerState.DEFERRED:
             counts["deferred"] += 0 if was_deferred else 1
         else:
             counts["queued"] -= 1
             counts["deferred"] -= 1 if was_deferred else 0
-            counts[
-                {
-                    LedgerState.SENT: "sent",
-                    LedgerState.HARD_BOUNCE: "hard_bounced",
-                    LedgerState.UNCERTAIN: "uncertain",
-                    LedgerState.FAILED: "failed",
-                }[state]
-            ] += 1
-        updates.append(
+            counts[_COUNTER[state]] += 1
+        other.append(
             {
-                "id": row.id,
-                "state": state.value,
-                "attempts": attempts,
-                "next_attempt_at": next_at,
-                "reply_code": result.code or None,
-                "reply_status": result.enhanced,
-                "reply_text": result.text[:1000],
-                "message_ref": outcome.message_ref,
-                "updated_at": now,
-                "sent_at": now if state is LedgerState.SENT else None,
-                "claimed_by": None,
-                "reason": "retries_exhausted"
+                "b_id": row.id,
+                "b_state": state.value,
+                "b_next": driver_value(connection, _TABLE.c.next_attempt_at, next_at),
+                "b_code": result.code or None,
+                "b_status": result.enhanced,
+                "b_text": result.text[:1000],
+                "b_ref": outcome.message_ref,
+                "b_now": stamp,
+                "b_reason": "retries_exhausted"
                 if status is SendStatus.SOFT_FAIL and state is LedgerState.FAILED
                 else None,
             }
         )
-    if updates:
-        session.execute(update(LedgerEntry), updates)
+    if sent:
+        _record_sent(connection, sent, now)
+    if other:
+        _RECORD_OTHER.executemany(connection, other)
     _bump(session, mailing.id, **counts)
     for outcome in bounces:
         hard_bounce(session, mailing, outcome.row.address)

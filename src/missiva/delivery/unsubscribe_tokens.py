@@ -20,7 +20,9 @@ _TOKEN = re.compile(r"m(\d{1,18})\.r(\d{1,18})\.([a-z2-7]{16})\Z")
 
 def _tag(mailing_id: int, recipient_id: int, key: bytes) -> str:
     digest = hmac.new(key, f"{mailing_id}.{recipient_id}".encode(), hashlib.sha256).digest()
-    return base64.b32encode(digest).decode().lower()[:TAG_LENGTH]
+    # Base32 maps each 5 bytes to 8 characters, so the first 10 bytes give exactly the 16 characters
+    # kept (encoding the whole digest only to cut it costs twice as much per message).
+    return base64.b32encode(digest[: TAG_LENGTH * 5 // 8]).decode().lower()
 
 
 def make(mailing_id: int, recipient_id: int, *, key: bytes | None = None) -> str:

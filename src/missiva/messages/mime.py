@@ -24,10 +24,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import encode_rfc2231, formataddr, formatdate
 
-import dkim
-
 from missiva.inbound import verp
 from missiva.messages.content import Attachment, MessageContent, prepare
+from missiva.messages.dkim_signing import DkimKeyError, DkimSigner
 from missiva.messages.templating import EMPTY_FIELDS, FieldMap, MergeTemplate, Template, compile_template
 
 _ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?\Z")
@@ -405,23 +404,15 @@ class MessageSkeleton:
         self._separators = separators
 
     def _check_dkim(self) -> None:
+        key = self._dkim
+        assert key is not None
         try:
-            self._sign(b"From: a@example.com\r\nSubject: key check\r\n\r\nkey check\r\n")
-        except dkim.DKIMException as exc:
+            self._signer = DkimSigner(key.selector, key.domain or self.domain.name, key.private_key)
+        except DkimKeyError as exc:
             raise MessageError(f"DKIM key for {self.domain.name!r} is unusable: {exc}") from exc
 
     def _sign(self, data: bytes) -> bytes:
-        key = self._dkim
-        assert key is not None
-        signature = dkim.sign(
-            data,
-            key.selector.encode(),
-            (key.domain or self.domain.name).encode(),
-            key.private_key,
-            include_headers=[name for name in DKIM_HEADERS if name != b"reply-to" or b"Reply-To:" in data],
-            canonicalize=(b"relaxed", b"relaxed"),
-        )
-        return signature + data
+        return self._signer.sign(data, DKIM_HEADERS)
 
     def _now(self) -> bytes:
         second = int(time.time())

@@ -243,6 +243,7 @@ class SmsMailingSender(MailingSender):
                 if wait is None:
                     wait = await asyncio.to_thread(self._next_due)
                 if wait is None or wait - time.time() > SHORT_WAIT:
+                    self.throttled_until = claim.wait_until
                     break
                 await asyncio.sleep(max(0.01, wait - time.time()))
                 continue

@@ -21,6 +21,7 @@ from types import TracebackType
 
 from missiva.delivery.smtp.connection import SmtpConnection
 from missiva.delivery.smtp.errors import SessionLost, SmtpConnectError, SmtpError
+from missiva.delivery.smtp.rate import RateLimiter
 from missiva.delivery.smtp.relay import Relay
 from missiva.delivery.smtp.result import SendResult, SendStatus, no_reply
 from missiva.delivery.smtp.transport import SendJob, iterate_jobs
@@ -31,10 +32,11 @@ class NoRelayAvailable(SmtpError):
 
 
 class _RelayState:
-    __slots__ = ("down_until", "failures", "idle", "last_error", "open", "relay")
+    __slots__ = ("down_until", "failures", "idle", "last_error", "limiter", "open", "relay")
 
     def __init__(self, relay: Relay) -> None:
         self.relay = relay
+        self.limiter = RateLimiter(relay.rate) if relay.rate else None
         self.open = 0
         self.idle: list[SmtpConnection] = []
         self.down_until = 0.0
@@ -103,6 +105,7 @@ class SmtpPool:
                 return no_reply(SendStatus.SOFT_FAIL, str(exc))
             reusable = False
             try:
+                await self._slot(connection)
                 result = await connection.send(envelope_from, recipient, data)
                 reusable = connection.usable
                 return result
@@ -136,14 +139,17 @@ class SmtpPool:
                 for _ in range(workers):
                     inbox.put_nowait(None)
 
-        def take_next() -> SendJob | None:
+        def take_next(limiter: RateLimiter | None) -> SendJob | None:
             # Only what is already queued: a session never waits for the producer while it holds
-            # a message whose final reply is due.
-            if inbox.empty():
+            # a message whose final reply is due, nor for its relay's rate limit (the session ends
+            # its pipeline instead, and the job waits for a slot in `_stream_session`).
+            if inbox.empty() or (limiter is not None and not limiter.try_take()):
                 return None
             job = inbox.get_nowait()
             if job is None:
                 inbox.put_nowait(None)  # the end marker belongs to some worker's blocking get
+                if limiter is not None:
+                    limiter.give_back()
             return job
 
         async def work() -> None:
@@ -174,7 +180,7 @@ class SmtpPool:
     async def _stream_session(
         self,
         first: SendJob,
-        take_next: Callable[[], SendJob | None],
+        take_next: Callable[[RateLimiter | None], SendJob | None],
         deliver: Callable[[tuple[SendJob, SendResult]], None],
     ) -> None:
         """Run jobs on one pooled session while more are queued; resend the uncommitted ones."""
@@ -185,8 +191,10 @@ class SmtpPool:
             return
         retry: list[SendJob] = []
         reusable = False
+        limiter = self._state_of[id(connection.relay)].limiter
         try:
-            async for job, result in connection.stream(first, take_next):
+            await self._slot(connection)
+            async for job, result in connection.stream(first, lambda: take_next(limiter)):
                 if result is None:
                     retry.append(job)
                 else:
@@ -196,6 +204,12 @@ class SmtpPool:
             self._release(connection, reusable)
         for job in retry:
             deliver((job, await self.send(job.envelope_from, job.recipient, job.data)))
+
+    async def _slot(self, connection: SmtpConnection) -> None:
+        """Wait until the connection's relay may take one more message (its ``rate``)."""
+        limiter = self._state_of[id(connection.relay)].limiter
+        if limiter is not None:
+            await limiter.take()
 
     async def close(self) -> None:
         """Close every idle session (QUIT); sessions in use are closed when released."""

@@ -26,12 +26,14 @@ class TlsMode(StrEnum):
 class Relay:
     """One SMTP relay: where it is, how to log in, and its share of the traffic.
 
-    ``weight`` sets the share of new connections opened to it; ``max_connections`` caps its sessions.
+    ``weight`` sets the share of new connections opened to it; ``max_connections`` caps its sessions;
+    ``rate`` (messages per second, None: no limit) caps what the pool of one process sends through it.
     """
 
     url: str = field(repr=False)
     weight: float = 1.0
     max_connections: int = 10
+    rate: float | None = None
     host: str = field(init=False)
     port: int = field(init=False)
     tls: TlsMode = field(init=False)
@@ -68,6 +70,8 @@ class Relay:
             raise RelayConfigError(f"relay {parts.hostname}: weight must be positive")
         if self.max_connections < 1:
             raise RelayConfigError(f"relay {parts.hostname}: max_connections must be at least 1")
+        if self.rate is not None and not self.rate > 0:
+            raise RelayConfigError(f"relay {parts.hostname}: rate must be a positive number of messages/s")
         object.__setattr__(self, "host", parts.hostname)
         object.__setattr__(self, "port", port or (465 if tls is TlsMode.IMPLICIT else 25))
         object.__setattr__(self, "tls", tls)

@@ -1,0 +1,80 @@
+"""Throttles against a real SMTP server: per mailing (minute, hour), per destination domain, per relay."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from datetime import UTC, datetime
+
+import pytest
+
+from missiva.delivery import configuration, mailings
+from missiva.delivery.models import Mailing
+from missiva.delivery.sender import SHORT_WAIT, run_mailing
+from missiva.messages import service as messages
+
+from .conftest import received_to, subscribe_many
+
+
+@pytest.fixture(autouse=True)
+def _sender_run_by_the_test(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Starting a mailing queues no sender: each test runs it and looks at how the run ended."""
+    monkeypatch.setattr(mailings, "_enqueue", None)
+
+
+def _mailing(db, shop, emails: list[str], **throttle: int) -> int:
+    subscribe_many(db, shop["id"], shop["list_id"], emails)
+    with db.session() as session:
+        message = messages.create(session, shop["id"], shop["list_id"], {"subject": "Hi", "text": "Hello"})
+        mailing = mailings.create(session, shop["id"], {"message_id": message.id, **throttle})
+        mailings.start(session, shop["id"], mailing.id)
+        return mailing.id
+
+
+def _clear_of_window_end(length: int) -> None:
+    """Start well inside a throttle window, so the test's sends all fall in the same one."""
+    left = length - time.time() % length
+    if left < SHORT_WAIT + 5:
+        time.sleep(left + 0.1)
+
+
+def test_per_hour_budget_stops_the_run_until_the_next_window(db, shop, sink) -> None:
+    _clear_of_window_end(3600)
+    mailing_id = _mailing(db, shop, [f"h{i}@example.org" for i in range(8)], per_hour=5)
+
+    outcome = run_mailing(db, mailing_id)
+
+    assert len(received_to(sink)) == 5
+    assert outcome.status == "running" and outcome.resume_at is not None
+    assert outcome.resume_at.minute == 0 and outcome.resume_at > datetime.now(UTC)
+    with db.session() as session:
+        counters = session.get(Mailing, mailing_id)
+        assert (counters.sent, counters.queued) == (5, 3)
+
+
+def test_per_domain_budget_postpones_only_the_busy_domain(db, shop, sink) -> None:
+    _clear_of_window_end(60)
+    busy = [f"d{i}@busy.example" for i in range(5)]
+    quiet = [f"d{i}@quiet.example" for i in range(2)]
+    mailing_id = _mailing(db, shop, busy + quiet, per_domain_per_minute=2)
+
+    outcome = run_mailing(db, mailing_id)
+
+    got = received_to(sink)
+    assert sorted(a for a in got if a.endswith("@quiet.example")) == quiet
+    assert len([a for a in got if a.endswith("@busy.example")]) == 2
+    assert outcome.status == "running" and outcome.resume_at is not None
+
+
+def test_relay_rate_from_the_smtp_url_paces_a_mailing(db, shop, sink, sending) -> None:
+    env = {"MISSIVA_SMTP_URL": f"{sink.url()}#rate=20/s&max=4"}
+    configuration.configure(dataclasses.replace(sending, relays=configuration.from_env(env).relays))
+    emails = [f"r{i:02d}@example.org" for i in range(30)]
+    mailing_id = _mailing(db, shop, emails)
+
+    outcome = run_mailing(db, mailing_id)
+
+    assert outcome.status == "finished" and sorted(received_to(sink)) == emails
+    arrivals = sorted(message.at for message in sink.handler.received)
+    # 20/s with a burst of 2: at least (30 - 2) / 20 = 1.4 s from first to last (0.2 s off for jitter).
+    assert arrivals[-1] - arrivals[0] >= 1.2
