@@ -171,6 +171,7 @@ def test_ftps_drop_refuses_clear_text_logins(drops: Drops) -> None:
 
 def test_ftp_users_cannot_leave_their_home(drops: Drops) -> None:
     secret = drops.home("acct-2") / "secret.csv"
+    secret.parent.mkdir(parents=True, exist_ok=True)  # another account's home, whichever test ran first
     secret.write_bytes(b"email\nsecret@example.it\n")
     with login_ftp(drops) as ftp:
         ftp.cwd("../..")
@@ -191,6 +192,7 @@ def test_ftp_users_cannot_leave_their_home(drops: Drops) -> None:
 
 def test_sftp_users_are_chrooted_to_their_home(drops: Drops) -> None:
     secret = drops.home("acct-2") / "secret.csv"
+    secret.parent.mkdir(parents=True, exist_ok=True)  # another account's home, whichever test ran first
     secret.write_bytes(b"email\nsecret@example.it\n")
 
     async def explore() -> tuple[str, list[str]]:

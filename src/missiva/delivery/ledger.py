@@ -11,9 +11,11 @@ may or may not have been delivered) instead of sending them again.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -385,7 +387,27 @@ WHERE l.id = v.id
 """
 
 
+# SQLite: the same in one statement, the rows passed as one JSON array read by json_each (UPDATE ...
+# FROM needs SQLite 3.33): a third of the cost of executing the UPDATE once per row.
+_RECORD_SENT_SQLITE = """
+UPDATE send_ledger SET state = 'sent', attempts = attempts + 1, next_attempt_at = NULL,
+    reply_code = v.code, reply_status = v.status, reply_text = v.text, message_ref = v.ref,
+    updated_at = ?, sent_at = ?, claimed_by = NULL, reason = NULL
+FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS code,
+             json_extract(value, '$[2]') AS status, json_extract(value, '$[3]') AS text,
+             json_extract(value, '$[4]') AS ref
+      FROM json_each(?)) AS v
+WHERE send_ledger.id = v.id
+"""
+_SQLITE_UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33)
+
+
 def _record_sent(connection: Connection, rows: list[dict[str, Any]], now: datetime) -> None:
+    if connection.dialect.name == "sqlite" and _SQLITE_UPDATE_FROM:
+        stamp = rows[0]["b_now"]
+        values = [[r["b_id"], r["b_code"], r["b_status"], r["b_text"], r["b_ref"]] for r in rows]
+        connection.exec_driver_sql(_RECORD_SENT_SQLITE, (stamp, stamp, json.dumps(values)))
+        return
     if connection.dialect.name != "postgresql":
         _RECORD_SENT.executemany(connection, rows)
         return

@@ -11,6 +11,7 @@ the local part.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import re
@@ -33,7 +34,19 @@ class VerpError(ValueError):
 
 def _tag(mailing_id: int, recipient_id: int, secret: bytes, length: int = TAG_LENGTH) -> str:
     digest = hmac.new(secret, f"{mailing_id}.{recipient_id}".encode(), hashlib.sha256).digest()
-    return base64.b32encode(digest).decode("ascii").lower()[:length]
+    # Base32 turns each 5 bytes into 8 characters, so 10 bytes give the same first 16 characters as
+    # the whole digest at a third of the cost (this runs once per message sent).
+    return base64.b32encode(digest[:10]).decode("ascii").lower()[:length]
+
+
+@functools.lru_cache(maxsize=64)
+def _check_parts(local: str, domain: str) -> None:
+    """Raise VerpError for a local part or domain that cannot make an address (cached: a mailing uses
+    the same pair for every message)."""
+    if not local or "+" in local or not _LOCAL_PART.match(local):
+        raise VerpError(f"invalid VERP local part {local!r} (no '+', no spaces, no '@')")
+    if not domain or not _DOMAIN.match(domain):
+        raise VerpError(f"invalid VERP domain {domain!r}")
 
 
 def encode(mailing_id: int, recipient_id: int, *, local: str, domain: str, secret: bytes) -> str:
@@ -48,10 +61,7 @@ def encode(mailing_id: int, recipient_id: int, *, local: str, domain: str, secre
         raise VerpError(f"ids must be non-negative, got mailing {mailing_id} recipient {recipient_id}")
     if not secret:
         raise VerpError("the VERP secret must not be empty")
-    if not local or "+" in local or not _LOCAL_PART.match(local):
-        raise VerpError(f"invalid VERP local part {local!r} (no '+', no spaces, no '@')")
-    if not domain or not _DOMAIN.match(domain):
-        raise VerpError(f"invalid VERP domain {domain!r}")
+    _check_parts(local, domain)
     return f"{local}+m{mailing_id}.r{recipient_id}.{_tag(mailing_id, recipient_id, secret)}@{domain}"
 
 
