@@ -176,6 +176,27 @@ def serve(
             receiver.stop()
 
 
+@app.command()
+def worker(
+    processes: int = typer.Option(2, min=1, max=64, help="worker processes (one per core for mailings)"),
+) -> None:
+    """Run background tasks only (no HTTP): sending, webhooks, imports, inbound, schedules.
+
+    Start it on as many machines as needed with MISSIVA_REDIS_URL (or on one machine with the
+    default SQLite queue); with MISSIVA_SEND_PARALLEL=N each mailing gets N senders sharing it.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = _settings()
+    if settings.huey_immediate:
+        _fail("MISSIVA_HUEY_IMMEDIATE is set: tasks run where they are queued, there is nothing to work on")
+    from missiva import migrate as migrations
+    from missiva.jobs import huey
+
+    migrations.upgrade(settings.database_url)
+    console.print(f"worker: {processes} processes on the {type(huey.storage).__name__} queue")
+    huey.create_consumer(workers=processes, worker_type="process", periodic=True).run()
+
+
 def _start_drops(settings: Settings) -> Any:
     """The FTP/SFTP drop servers, when MISSIVA_DROP_FTP_PORT / MISSIVA_DROP_SFTP_PORT are set."""
     from missiva.jobs import run_import_task
@@ -753,3 +774,7 @@ def main() -> None:
     """Entry point of the `missiva` script."""
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     app()
+
+
+if __name__ == "__main__":
+    main()

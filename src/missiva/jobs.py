@@ -22,6 +22,7 @@ from missiva.audience.enums import Channel, EventType, Status
 from missiva.audience.models import AudienceEvent, MailingList, Recipient, Subscription
 from missiva.config import Settings, get_settings
 from missiva.db import on_commit
+from missiva.delivery import configuration as sending_configuration
 from missiva.delivery import mailer, mailings, sender
 from missiva.events import message_events, outbox
 from missiva.events.dispatcher import Dispatcher
@@ -149,6 +150,12 @@ def send_mailing(mailing_id: int) -> str:
     return outcome.status
 
 
+def _start_senders(mailing_id: int) -> None:
+    """Queue MISSIVA_SEND_PARALLEL senders for a mailing that starts or resumes; idle workers take them."""
+    for _ in range(sending_configuration.current().parallel):
+        send_mailing(mailing_id)
+
+
 @huey.periodic_task(crontab(minute="*"))
 def start_scheduled_mailings() -> list[int]:
     """Start the scheduled mailings whose time has come (checked every minute)."""
@@ -240,7 +247,7 @@ def _queue_confirmations(session: Session, batch: Sequence[AudienceEvent]) -> No
 def install_listeners() -> None:
     """Hook background work onto audience events, mailing starts and tracking events (idempotent)."""
     events.add_listener(_queue_confirmation)
-    mailings.set_enqueuer(lambda mailing_id: send_mailing(mailing_id))
+    mailings.set_enqueuer(_start_senders)
     events.add_listener(outbox.on_audience_event)
     events.add_batch_listener(outbox.on_audience_events, replaces=outbox.on_audience_event)
     outbox.add_kicker(_kick_dispatcher)

@@ -30,6 +30,9 @@ class SendingConfig:
     retry_base: float = 60.0
     dkim_selector: str | None = None
     dkim_key_file: str | None = None
+    # Senders started for each mailing: one process sends at most what one core renders, so with
+    # several worker processes (`missiva worker --processes N`) as many senders share the mailing.
+    parallel: int = 1
 
 
 def parse_relays(value: str | None) -> tuple[Relay, ...]:
@@ -75,7 +78,19 @@ def from_env(env: dict[str, str] | None = None) -> SendingConfig:
         retry_base=float(env.get("MISSIVA_SEND_RETRY_BASE") or 60),
         dkim_selector=env.get("MISSIVA_DKIM_SELECTOR") or None,
         dkim_key_file=env.get("MISSIVA_DKIM_KEY_FILE") or None,
+        parallel=_parallel(env.get("MISSIVA_SEND_PARALLEL")),
     )
+
+
+def _parallel(value: str | None) -> int:
+    """MISSIVA_SEND_PARALLEL: 1 to 64 senders per mailing."""
+    try:
+        count = int(value or 1)
+    except ValueError:
+        raise RelayConfigError(f"MISSIVA_SEND_PARALLEL must be a number of senders, not {value!r}") from None
+    if not 1 <= count <= 64:
+        raise RelayConfigError(f"MISSIVA_SEND_PARALLEL must be 1 to 64, not {count}")
+    return count
 
 
 _current: SendingConfig | None = None
