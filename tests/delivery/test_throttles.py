@@ -7,9 +7,10 @@ import time
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy import select
 
-from missiva.delivery import configuration, mailings
-from missiva.delivery.models import Mailing
+from missiva.delivery import audience_resolution, configuration, ledger, mailings
+from missiva.delivery.models import LedgerEntry, Mailing
 from missiva.delivery.sender import SHORT_WAIT, run_mailing
 from missiva.messages import service as messages
 
@@ -78,3 +79,27 @@ def test_relay_rate_from_the_smtp_url_paces_a_mailing(db, shop, sink, sending) -
     arrivals = sorted(message.at for message in sink.handler.received)
     # 20/s with a burst of 2: at least (30 - 2) / 20 = 1.4 s from first to last (0.2 s off for jitter).
     assert arrivals[-1] - arrivals[0] >= 1.2
+
+
+def test_per_domain_budget_is_shared_by_the_senders_of_a_mailing(db, shop) -> None:
+    _clear_of_window_end(60)
+    emails = [f"s{i}@busy.example" for i in range(6)] + ["t0@quiet.example"]
+    mailing_id = _mailing(db, shop, emails, per_domain_per_minute=3)
+    audience_resolution.resolve(db, mailing_id)  # the ledger rows the senders claim
+
+    kept = []
+    for worker in ("sender-a", "sender-b", "sender-c"):  # three processes, each with its own budget object
+        with db.session() as session:
+            claim = ledger.claim(session, mailing_id, worker, 3, domain_budget=ledger.DomainBudget(3))
+            kept += [row.address for row in claim.rows]
+
+    # Together they took 3 of busy.example this minute (not 3 each) and the quiet domain's one.
+    assert sorted(a for a in kept if a.endswith("@busy.example")) == [f"s{i}@busy.example" for i in range(3)]
+    assert "t0@quiet.example" in kept
+    with db.session() as session:
+        waiting = session.scalars(
+            select(LedgerEntry.address).where(
+                LedgerEntry.mailing_id == mailing_id, LedgerEntry.next_attempt_at.is_not(None)
+            )
+        ).all()
+    assert sorted(waiting) == [f"s{i}@busy.example" for i in range(3, 6)]  # postponed to the next minute

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, bindparam, func, or_, select, union_all, update
+from sqlalchemy import Select, bindparam, delete, func, or_, select, union_all, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -34,6 +34,7 @@ from missiva.db import utcnow
 from missiva.delivery import outcomes as message_outcomes
 from missiva.delivery import suppression
 from missiva.delivery.models import (
+    DomainWindow,
     LedgerEntry,
     LedgerState,
     Mailing,
@@ -222,7 +223,8 @@ def claim(
     if mailing is None or mailing.status != MailingStatus.RUNNING:
         return Claim(status=mailing.status if mailing else MailingStatus.CANCELLED)
     now_ts = time.time()
-    throttled = mailing.per_minute or mailing.per_hour
+    # A per-domain limit is counted in a table shared by the mailing's senders: lock the mailing too.
+    throttled = mailing.per_minute or mailing.per_hour or (domain_budget is not None)
     windows: dict[str, list[float]] = {}
     if throttled:
         session.refresh(mailing, with_for_update=True)
@@ -242,7 +244,7 @@ def claim(
         )
     ]
     if domain_budget is not None:
-        rows, postponed, until = domain_budget.split(rows, now_ts)
+        rows, postponed, until = domain_budget.split(session, mailing_id, rows, now_ts)
         if postponed:
             session.execute(
                 update(LedgerEntry)
@@ -266,26 +268,65 @@ def claim(
 
 
 class DomainBudget:
-    """Per-destination-domain limit per minute, kept by this sender process (documented as per worker)."""
+    """Per-destination-domain limit per minute, shared by every sender of the mailing.
+
+    The minute's counts live in `send_domain_windows`. A claim of a mailing with this limit locks the
+    mailing's row first (see `claim`), so two senders never spend the same minute's budget twice.
+    """
 
     def __init__(self, per_minute: int) -> None:
         self.per_minute = per_minute
-        self._window_start = 0.0
-        self._counts: Counter[str] = Counter()
 
-    def split(self, rows: list[Claimed], now: float) -> tuple[list[Claimed], list[Claimed], float]:
-        """(rows to send now, rows to postpone, when the next window opens)."""
-        if now - self._window_start >= 60:
-            self._window_start = now - (now % 60)
-            self._counts.clear()
+    def split(
+        self, session: Session, mailing_id: int, rows: list[Claimed], now: float
+    ) -> tuple[list[Claimed], list[Claimed], float]:
+        """(rows to send now, rows to postpone, when the next window opens); counts what is kept."""
+        window = int(now - now % 60)
+        domains = {row.domain for row in rows}
+        if not domains:
+            return rows, [], window + 60
+        table = DomainWindow.__table__
+        session.execute(delete(table).where(table.c.mailing_id == mailing_id, table.c.window_start < window))
+        spent = dict(
+            session.execute(
+                select(table.c.domain, table.c.count).where(
+                    table.c.mailing_id == mailing_id,
+                    table.c.window_start == window,
+                    table.c.domain.in_(domains),
+                )
+            ).all()
+        )
+        used: Counter[str] = Counter()
         keep, later = [], []
         for row in rows:
-            if self._counts[row.domain] < self.per_minute:
-                self._counts[row.domain] += 1
+            if spent.get(row.domain, 0) + used[row.domain] < self.per_minute:
+                used[row.domain] += 1
                 keep.append(row)
             else:
                 later.append(row)
-        return keep, later, self._window_start + 60
+        if used:
+            insert = _dialect_insert(session)
+            stmt = insert(table).values(
+                [
+                    {"mailing_id": mailing_id, "domain": domain, "window_start": window, "count": n}
+                    for domain, n in used.items()
+                ]
+            )
+            session.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[table.c.mailing_id, table.c.domain],
+                    set_={"count": table.c.count + stmt.excluded.count},
+                )
+            )
+        return keep, later, window + 60
+
+
+def _dialect_insert(session: Session) -> Any:
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
 
 
 # -- outcomes ------------------------------------------------------------------------------------

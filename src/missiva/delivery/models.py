@@ -187,3 +187,19 @@ class SenderWorker(Base):
     pid: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DomainWindow(Base):
+    """How many messages of a mailing went to one destination domain in the current minute.
+
+    The per-domain limit (`per_domain_per_minute`) is counted here rather than in each sender, so
+    several senders sharing a mailing share its budget too. Rows of past minutes are deleted as the
+    claims move on, so the table holds at most one row per mailing and domain.
+    """
+
+    __tablename__ = "send_domain_windows"
+
+    mailing_id: Mapped[int] = mapped_column(ForeignKey("mailings.id", ondelete="CASCADE"), primary_key=True)
+    domain: Mapped[str] = mapped_column(String(255), primary_key=True)
+    window_start: Mapped[int] = mapped_column(Integer)  # epoch seconds of the minute's start
+    count: Mapped[int] = mapped_column(Integer, default=0)
