@@ -183,6 +183,15 @@ def _drop_on_commit(session: Session) -> None:
     session.info.pop("on_commit", None)
 
 
+def dialect_insert(session: Session) -> Any:
+    """The `insert` construct of the session's database, the one with ON CONFLICT clauses."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
+
+
 def insert_ignore(
     session: Session,
     model: type[Base],
@@ -197,11 +206,7 @@ def insert_ignore(
     row existed). Two concurrent callers creating the same row both succeed and exactly one row exists
     afterwards, which a SELECT-then-INSERT cannot promise.
     """
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(model).values(**values).on_conflict_do_nothing(index_elements=conflict)
+    stmt = dialect_insert(session)(model).values(**values).on_conflict_do_nothing(index_elements=conflict)
     if returning_entity:
         return session.scalars(stmt.returning(model)).first()
     key = list(model.__table__.primary_key.columns)

@@ -25,7 +25,7 @@ from missiva.audience.enums import Status
 from missiva.audience.identity import normalise_email, normalise_mobile
 from missiva.audience.lists import fold_name, get_group
 from missiva.audience.models import GroupMember, Recipient, Subscription
-from missiva.db import Database
+from missiva.db import Database, dialect_insert
 from missiva.delivery.models import LedgerEntry, LedgerState, Mailing, SuppressedBecause, Suppression
 from missiva.errors import InvalidInput
 from missiva.tenancy.models import Account
@@ -212,11 +212,7 @@ def _insert_ledger(session: Session, mailing: Mailing, ids: Select[Any]) -> None
         )
     )
     cols = ["mailing_id", "account_id", "recipient_id", "channel", "address", "state", "reason", "attempts"]
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(LedgerEntry).from_select(cols, source).on_conflict_do_nothing()
+    stmt = dialect_insert(session)(LedgerEntry).from_select(cols, source).on_conflict_do_nothing()
     session.execute(stmt)
 
 

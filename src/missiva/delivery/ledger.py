@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from missiva.audience import subscriptions
 from missiva.audience.enums import Reason, Source
 from missiva.audience.models import Recipient
-from missiva.db import utcnow
+from missiva.db import dialect_insert, utcnow
 from missiva.delivery import outcomes as message_outcomes
 from missiva.delivery import suppression
 from missiva.delivery.models import (
@@ -305,8 +305,7 @@ class DomainBudget:
             else:
                 later.append(row)
         if used:
-            insert = _dialect_insert(session)
-            stmt = insert(table).values(
+            stmt = dialect_insert(session)(table).values(
                 [
                     {"mailing_id": mailing_id, "domain": domain, "window_start": window, "count": n}
                     for domain, n in used.items()
@@ -319,14 +318,6 @@ class DomainBudget:
                 )
             )
         return keep, later, window + 60
-
-
-def _dialect_insert(session: Session) -> Any:
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert
 
 
 # -- outcomes ------------------------------------------------------------------------------------

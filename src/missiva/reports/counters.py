@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
-from missiva.db import Database
+from missiva.db import Database, dialect_insert
 from missiva.reports.classify import BURST_LINKS, SCANNER_DELAY
 from missiva.reports.models import (
     EventKind,
@@ -84,14 +84,6 @@ def on_counted(listener: Callable[[Session, list[CountedEvent]], None]) -> None:
         _listeners.append(listener)
 
 
-def _insert(session: Session) -> Any:
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert
-
-
 _FIRSTS = TrackingFirst.__table__
 _COUNTERS = TrackingCounter.__table__
 _EVENTS = TrackingEvent.__table__
@@ -132,7 +124,7 @@ def _insert_firsts(session: Session, rows: list[dict[str, Any]]) -> list[tuple[i
         result = session.connection().execute(_PG_FIRSTS, params)
     else:
         stmt = (
-            _insert(session)(_FIRSTS)
+            dialect_insert(session)(_FIRSTS)
             .on_conflict_do_nothing()
             .returning(_FIRSTS.c.mailing_id, _FIRSTS.c.kind, _FIRSTS.c.link)
         )
@@ -317,7 +309,7 @@ def add(session: Session, deltas: dict[tuple[int, str, int], int]) -> None:
         params = {name: [row[column] for row in rows] for name, column in _COUNTER_COLUMNS}
         session.connection().execute(_PG_COUNTERS, params)
         return
-    stmt = _insert(session)(_COUNTERS)
+    stmt = dialect_insert(session)(_COUNTERS)
     stmt = stmt.on_conflict_do_update(
         index_elements=["mailing_id", "metric", "key"],
         set_={"value": _COUNTERS.c.value + stmt.excluded.value},
