@@ -7,7 +7,6 @@ the directories they enter must be world-traversable (pytest's tmp_path is 0700,
 
 from __future__ import annotations
 
-import datetime
 import os
 import pwd
 import shutil
@@ -18,10 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from tests.tls import make_self_signed
 
 DOVECOT = "/usr/sbin/dovecot"
 USER, PASSWORD = "bounces", "imap pass"
@@ -31,32 +27,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _certificate(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_path, key_path
 
 
 class Dovecot:
@@ -82,7 +52,8 @@ class Dovecot:
         for sub in ("base", "state", "log", "mail"):
             (root / sub).mkdir()
         os.chown(root / "mail", mail.pw_uid, mail.pw_gid)
-        cert, key = _certificate(root)
+        tls = make_self_signed(root)
+        cert, key = tls.cert, tls.key
         (root / "passwd").write_text(f"{USER}:{{PLAIN}}{PASSWORD}::::::\n")
         return f"""
 protocols = imap
