@@ -62,6 +62,13 @@ JsonOpt = typer.Option(False, "--json", help="print the result as one JSON objec
 AccountOpt = typer.Option(None, "--account", "-a", help="account id (default: the only account)")
 
 
+@app.callback()
+def _with_listeners() -> None:
+    """Every command reacts to what it changes as the API does: webhook outbox rows, confirmation mails,
+    mailings queued for the workers. Those listeners are installed by importing `missiva.jobs`."""
+    import missiva.jobs  # noqa: F401
+
+
 def _settings() -> Settings:
     settings = runtime.settings()
     runtime.configure(settings)

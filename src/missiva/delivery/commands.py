@@ -49,11 +49,6 @@ def _account(session: Any, account: int | None) -> int:
     return _account_id(session, account)
 
 
-def _queue_to_workers() -> None:
-    """Install the Huey enqueuer, so a mailing started or resumed here is queued for the workers."""
-    import missiva.jobs  # noqa: F401 - importing it installs the listeners
-
-
 def _mailing_view(m: Any) -> dict[str, Any]:
     return {
         "id": m.id,
@@ -87,8 +82,6 @@ def send(
     audience = {"groups": group, "exclude_groups": exclude_group}
     if not queue and at is None:
         mailings.set_enqueuer(lambda _mailing_id: None)  # this process sends it below
-    else:
-        _queue_to_workers()
 
     def create(session: Any) -> Any:
         account_id = _account(session, account)
@@ -128,7 +121,6 @@ def mailings_pause(mailing_id: int, account: int | None = AccountOpt) -> None:
 @mailings_app.command("resume")
 def mailings_resume(mailing_id: int, account: int | None = AccountOpt) -> None:
     """Resume a paused mailing (queued for the workers)."""
-    _queue_to_workers()
     _emit(_run(lambda s: _mailing_view(mailings.resume(s, _account(s, account), mailing_id))))
 
 

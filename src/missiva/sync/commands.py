@@ -90,7 +90,6 @@ def import_command(
     as_json: bool = JsonOpt,
 ) -> None:
     """Import a file into a list; rerunning after an interruption resumes where it stopped."""
-    import missiva.jobs  # noqa: F401  - listeners: confirmation mails and other reactions to events
     from missiva.sync.importer import (
         ImportOptions,
         create_run,
