@@ -23,9 +23,11 @@ class SendingConfig:
     bounce_domain: str = "bounces.localhost"
     bounce_local: str = "bounces"
     relays: tuple[Relay, ...] = field(default_factory=tuple)
-    # Rows claimed (and marked `sending`) per transaction: after a crash at most two chunks plus
-    # twice the pool's window are uncertain.
+    # Rows claimed (and marked `sending`) per transaction, ahead of the SMTP sessions.
     chunk: int = 200
+    # The send window: messages handed to SMTP whose outcome the ledger does not hold yet. A sender
+    # never has more; after a crash at most this many rows of it are `uncertain`.
+    window: int = 200
     max_attempts: int = 5
     retry_base: float = 60.0
     dkim_selector: str | None = None
@@ -73,13 +75,26 @@ def from_env(env: dict[str, str] | None = None) -> SendingConfig:
         bounce_domain=env.get("MISSIVA_BOUNCE_DOMAIN") or "bounces.localhost",
         bounce_local=env.get("MISSIVA_BOUNCE_LOCAL") or "bounces",
         relays=parse_relays(smtp_url),
-        chunk=int(env.get("MISSIVA_SEND_CHUNK") or 200),
+        chunk=_positive(env, "MISSIVA_SEND_CHUNK", 200),
+        window=_positive(env, "MISSIVA_SEND_WINDOW", 200),
         max_attempts=int(env.get("MISSIVA_SEND_MAX_ATTEMPTS") or 5),
         retry_base=float(env.get("MISSIVA_SEND_RETRY_BASE") or 60),
         dkim_selector=env.get("MISSIVA_DKIM_SELECTOR") or None,
         dkim_key_file=env.get("MISSIVA_DKIM_KEY_FILE") or None,
         parallel=_parallel(env.get("MISSIVA_SEND_PARALLEL")),
     )
+
+
+def _positive(env: dict[str, str], name: str, default: int) -> int:
+    """A positive whole number from `name`, or `default` when unset."""
+    value = env.get(name) or str(default)
+    try:
+        number = int(value)
+    except ValueError:
+        raise RelayConfigError(f"{name} must be a whole number, not {value!r}") from None
+    if number < 1:
+        raise RelayConfigError(f"{name} must be at least 1, not {number}")
+    return number
 
 
 def _parallel(value: str | None) -> int:

@@ -3,10 +3,12 @@
 Every function runs inside the caller's transaction and keeps the mailing's counters in step with the
 rows it changes, so `mailings.queued + sent + deferred...` always describe the ledger.
 
-Crash safety rests on one ordering: rows are marked `sending` (and committed) by `claim` before their
-SMTP transactions start, and get their outcome only after the reply. A sender that dies leaves
-`sending` rows behind; `recover_orphans` turns the ones whose worker is gone into `uncertain` (they
-may or may not have been delivered) instead of sending them again.
+Crash safety rests on two orderings. Rows are marked `sending` (and committed) by `claim` before their
+SMTP transactions start, and get their outcome only after the reply. And a sender that claims ahead
+commits a hand-over mark (`hand_over`) before it hands a row past the previous mark to SMTP. A sender
+that dies leaves `sending` rows behind; `recover_orphans` returns those past its mark to the queue
+(they never reached SMTP) and turns the others into `uncertain` (they may or may not have been
+delivered) instead of sending them again.
 """
 
 from __future__ import annotations
@@ -129,6 +131,16 @@ def recover_orphans(session: Session, mailing_id: int) -> int:
         worker = session.get(SenderWorker, owner) if owner else None
         if not _is_dead(worker, now):
             continue
+        if worker is not None and worker.handed_seq is not None and worker.handed_id is not None:
+            _release_where(
+                session,
+                mailing_id,
+                LedgerEntry.claimed_by == owner,
+                or_(
+                    LedgerEntry.claim_seq > worker.handed_seq,
+                    (LedgerEntry.claim_seq == worker.handed_seq) & (LedgerEntry.id > worker.handed_id),
+                ),
+            )
         rows = session.execute(
             select(LedgerEntry.attempts, func.count())
             .where(
@@ -155,6 +167,66 @@ def recover_orphans(session: Session, mailing_id: int) -> int:
             session.delete(worker)
         total += count
     return total
+
+
+def hand_over(session: Session, worker_id: str, seq: int, row_id: int) -> None:
+    """Commit (with the caller's transaction) that the worker may hand its rows up to (seq, row_id) to SMTP.
+
+    Rows are handed in (claim_seq, id) order, so everything after the mark is known never to have
+    reached SMTP. The mark is also the worker's heartbeat.
+    """
+    session.execute(
+        update(SenderWorker)
+        .where(SenderWorker.id == worker_id)
+        .values(heartbeat_at=utcnow(), handed_seq=seq, handed_id=row_id)
+    )
+
+
+def release(session: Session, mailing_id: int, worker_id: str, row_ids: Sequence[int]) -> int:
+    """Give back claimed rows that were never handed to SMTP (the run stopped); how many.
+
+    They wait again as they did before the claim, or become `cancelled` if the mailing was cancelled
+    meanwhile (`mailings.cancel` leaves `sending` rows to their sender).
+    """
+    if not row_ids:
+        return 0
+    released = 0
+    for start in range(0, len(row_ids), 500):
+        released += _release_where(
+            session,
+            mailing_id,
+            LedgerEntry.claimed_by == worker_id,
+            LedgerEntry.id.in_(row_ids[start : start + 500]),
+        )
+    return released
+
+
+def _release_where(session: Session, mailing_id: int, *conditions: Any) -> int:
+    """Return the matching `sending` rows to `queued`/`deferred` (or `cancelled`), counters in step."""
+    mailing = session.get(Mailing, mailing_id, with_for_update=True, populate_existing=True)
+    assert mailing is not None
+    where = (LedgerEntry.mailing_id == mailing_id, LedgerEntry.state == LedgerState.SENDING, *conditions)
+    released = 0
+    now = utcnow()
+    cancelled = mailing.status == MailingStatus.CANCELLED
+    for retried in (False, True):
+        if cancelled:
+            state = LedgerState.CANCELLED
+        else:
+            state = LedgerState.DEFERRED if retried else LedgerState.QUEUED
+        result = session.execute(
+            update(LedgerEntry)
+            .where(*where, LedgerEntry.attempts > 0 if retried else LedgerEntry.attempts == 0)
+            .values(state=state, claimed_by=None, claim_seq=None, updated_at=now),
+            execution_options={"synchronize_session": False},
+        )
+        count = result.rowcount or 0
+        if cancelled and count:
+            _bump(
+                session, mailing_id, queued=-count, deferred=-count if retried else 0, cancelled_count=count
+            )
+        released += count
+    return released
 
 
 # -- claiming ------------------------------------------------------------------------------------
@@ -213,8 +285,10 @@ def claim(
     limit: int,
     *,
     domain_budget: DomainBudget | None = None,
+    seq: int | None = None,
 ) -> Claim:
-    """Mark up to `limit` due rows `sending` for `worker_id` and return them (caller commits first).
+    """Mark up to `limit` due rows `sending` for `worker_id` and return them in id order (caller commits
+    first); `seq` numbers the worker's claims for its hand-over mark (`hand_over`).
 
     Rows locked by another worker are skipped (PostgreSQL SKIP LOCKED; SQLite has one writer at a
     time). The mailing's per-minute/per-hour budget is shared by all workers through its row.
@@ -256,7 +330,7 @@ def claim(
         session.execute(
             update(LedgerEntry)
             .where(LedgerEntry.id.in_([r.id for r in rows]))
-            .values(state=LedgerState.SENDING, claimed_by=worker_id, updated_at=now),
+            .values(state=LedgerState.SENDING, claimed_by=worker_id, claim_seq=seq, updated_at=now),
             execution_options={"synchronize_session": False},
         )
     if windows:

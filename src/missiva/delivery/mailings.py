@@ -201,26 +201,28 @@ def cancel(session: Session, account_id: int, mailing_id: int) -> Mailing:
         raise Conflict(f"mailing {mailing_id} is already {mailing.status}", field="status")
     mailing.status = MailingStatus.CANCELLED
     mailing.finished_at = utcnow()
-    waiting = session.scalar(
-        select(func.count())
-        .select_from(LedgerEntry)
-        .where(
-            LedgerEntry.mailing_id == mailing_id,
-            LedgerEntry.state.in_((LedgerState.QUEUED, LedgerState.DEFERRED)),
+    counts = {}
+    for state in (LedgerState.QUEUED, LedgerState.DEFERRED):
+        # Rows a sender is claiming right now are skipped, not waited for: that sender holds them and
+        # waits for this mailing's row, a deadlock. It sees the cancel at its next ledger round trip
+        # and cancels the rows it has not handed to SMTP (`ledger.release`).
+        waiting = (
+            select(LedgerEntry.id)
+            .where(LedgerEntry.mailing_id == mailing_id, LedgerEntry.state == state)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
         )
-    )
-    session.execute(
-        update(LedgerEntry)
-        .where(
-            LedgerEntry.mailing_id == mailing_id,
-            LedgerEntry.state.in_((LedgerState.QUEUED, LedgerState.DEFERRED)),
+        result = session.execute(
+            update(LedgerEntry)
+            .where(LedgerEntry.id.in_(waiting))
+            .values(state=LedgerState.CANCELLED, updated_at=utcnow()),
+            execution_options={"synchronize_session": False},
         )
-        .values(state=LedgerState.CANCELLED, updated_at=utcnow()),
-        execution_options={"synchronize_session": False},
-    )
-    mailing.queued -= waiting
-    mailing.deferred = 0
-    mailing.cancelled_count += waiting
+        counts[state] = result.rowcount or 0
+    total = counts[LedgerState.QUEUED] + counts[LedgerState.DEFERRED]
+    mailing.queued -= total
+    mailing.deferred -= counts[LedgerState.DEFERRED]
+    mailing.cancelled_count += total
     return mailing
 
 

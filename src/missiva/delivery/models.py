@@ -149,6 +149,9 @@ class LedgerEntry(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     claimed_by: Mapped[str | None] = mapped_column(String(80))
+    # Which of its sender's claims took the row: with the sender's hand-over mark (`SenderWorker`) it
+    # tells rows that may have reached SMTP from rows claimed ahead and never handed over.
+    claim_seq: Mapped[int | None] = mapped_column(Integer)
     reply_code: Mapped[int | None] = mapped_column(Integer)
     reply_status: Mapped[str | None] = mapped_column(String(12))
     reply_text: Mapped[str | None] = mapped_column(Text)
@@ -187,6 +190,11 @@ class SenderWorker(Base):
     pid: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The hand-over mark: the sender's rows up to (claim_seq, id) = (handed_seq, handed_id) may have
+    # been handed to SMTP; its later rows certainly were not, so a crash returns them to the queue.
+    # NULL: every row it claimed may have been handed (senders that keep no mark).
+    handed_seq: Mapped[int | None] = mapped_column(Integer)
+    handed_id: Mapped[int | None] = mapped_column(BigId)
 
 
 class DomainWindow(Base):

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import re
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -178,24 +179,48 @@ class MailingSender:
             ledger.heartbeat(session, worker)
             return ledger.claim(session, self.mailing_id, worker, self.config.chunk, domain_budget=budget)
 
-    def _exchange(
-        self,
-        mailing: Mailing,
-        outcomes: list[ledger.Outcome],
-        worker: str,
-        budget: ledger.DomainBudget | None,
-    ) -> ledger.Claim:
-        """Claim the next chunk and record the outcomes gathered since the last call, in one transaction.
+    def _sync(self, mailing: Mailing, step: _SyncStep) -> _SyncResult:
+        """One ledger round trip: claim ahead (if asked), record outcomes, move the hand-over mark.
 
-        One transaction instead of two halves the commits and session set-ups per chunk; the rows'
-        guarantees are unchanged (claimed rows are committed `sending` before any of them is sent).
+        The mark lets the sender hand rows to SMTP until `window` rows are unrecorded: all of this is
+        one transaction, so no row is ever past a committed mark while its outcome is unknown to the
+        ledger, and a crash leaves at most `window` rows `uncertain`.
         """
         with self.db.session() as session:
-            ledger.heartbeat(session, worker)
-            claim = ledger.claim(session, self.mailing_id, worker, self.config.chunk, domain_budget=budget)
+            claim = None
+            if step.claim_seq is not None:
+                claim = ledger.claim(
+                    session,
+                    self.mailing_id,
+                    step.worker,
+                    self.config.chunk,
+                    domain_budget=step.budget,
+                    seq=step.claim_seq,
+                )
+                status = claim.status
+            else:
+                status = session.scalar(select(Mailing.status).where(Mailing.id == self.mailing_id))
+            if step.outcomes:
+                self._record_in(session, mailing, step.outcomes)
+            rows = step.unhanded
+            if claim is not None and claim.rows:
+                rows = rows + [(step.claim_seq, row) for row in claim.rows]
+            durable = min(step.recorded + len(step.outcomes) + self.config.window, step.handed + len(rows))
+            if durable > step.handed:
+                seq, row = rows[durable - 1 - step.handed]
+                ledger.hand_over(session, step.worker, seq, row.id)
+            else:
+                ledger.heartbeat(session, step.worker)
+            return _SyncResult(claim, status or MailingStatus.CANCELLED, durable)
+
+    def _finish(
+        self, mailing: Mailing, outcomes: list[ledger.Outcome], worker: str, unhanded: list[int]
+    ) -> None:
+        """Record the last outcomes and give back the rows claimed ahead that were never handed over."""
+        with self.db.session() as session:
             if outcomes:
                 self._record_in(session, mailing, outcomes)
-            return claim
+            ledger.release(session, self.mailing_id, worker, unhanded)
 
     def _record(self, mailing: Mailing, outcomes: list[ledger.Outcome]) -> None:
         with self.db.session() as session:
@@ -239,21 +264,64 @@ class MailingSender:
     ) -> None:
         """Claim, render, send and record until no row is left to send now.
 
-        The next chunk is claimed (and the outcomes so far recorded) in a thread as soon as the current
-        chunk starts going out, so the SMTP sessions never wait for the database. At a crash, at most
-        the current chunk, the one claimed ahead and twice the pool's window (in flight, and answered
-        but not yet recorded) are `sending`.
+        Rows are claimed a chunk ahead and handed to SMTP in (claim, id) order, never more than the
+        send window past the last recorded outcome; the ledger round trips (`_sync`) run in a thread
+        while the SMTP sessions keep going, one at a time. At a crash, the rows claimed but not yet
+        handed over go back to the queue and at most `window` rows are `uncertain`.
         """
         budget = ledger.DomainBudget(mailing.per_domain_per_minute) if mailing.per_domain_per_minute else None
         bounce_domain = self.config.bounce_domain
         unsubscribe_key = derived_secret("unsubscribe")
+        window, chunk = self.config.window, self.config.chunk
+        record_every = max(1, window // 2)
+        queue: deque[tuple[int, ledger.Claimed]] = deque()  # claimed, not yet handed over
         pending: list[ledger.Outcome] = []  # outcomes (and render failures) not yet recorded
-        in_flight = 0
+        handed = recorded = durable = in_flight = claims = 0
+        more = True  # the last claim found rows: claim again when the queue runs low
+        stopped = False  # paused or cancelled: hand nothing more
+        wait_until: float | None = None
+        syncing: asyncio.Task[None] | None = None
+        changed = asyncio.Event()
 
-        async def exchange() -> ledger.Claim:
-            nonlocal pending
-            batch, pending = pending, []
-            return await asyncio.to_thread(self._exchange, mailing, batch, worker, budget)
+        async def sync(claim: bool) -> None:
+            nonlocal pending, recorded, durable, more, stopped, wait_until, syncing, claims
+            try:
+                batch, pending = pending, []
+                seq = None
+                if claim:
+                    claims += 1
+                    seq = claims
+                step = _SyncStep(worker, budget, seq, batch, list(queue), handed, recorded)
+                result = await asyncio.to_thread(self._sync, mailing, step)
+                recorded += len(batch)
+                if result.claim is not None:
+                    queue.extend((seq, row) for row in result.claim.rows)
+                    more = bool(result.claim.rows)
+                    wait_until = result.claim.wait_until
+                stopped = stopped or result.status != MailingStatus.RUNNING
+                durable = max(durable, result.durable)
+                syncing = None
+                kick()
+            finally:
+                changed.set()
+
+        def kick() -> None:
+            """Start a ledger round trip if one is due and none is under way; raise one's failure."""
+            nonlocal syncing
+            if syncing is not None:
+                if not syncing.done():
+                    return
+                syncing.result()
+                syncing = None
+            if stopped:
+                return
+            claim = more and len(queue) < chunk
+            if claim or len(pending) >= record_every or (pending and queue and handed >= durable):
+                syncing = asyncio.create_task(sync(claim))
+
+        def start(claim: bool) -> None:
+            nonlocal syncing
+            syncing = asyncio.create_task(sync(claim))
 
         def render(row: ledger.Claimed) -> SendJob | None:
             values = {int(k): v for k, v in row.fields.items() if k.isdigit()}
@@ -276,34 +344,38 @@ class MailingSender:
             )
 
         async def jobs() -> AsyncIterator[SendJob]:
-            nonlocal in_flight
-            ahead = asyncio.create_task(exchange())
+            nonlocal handed, in_flight, more
             while True:
-                claim = await ahead
-                if claim.status != MailingStatus.RUNNING:
+                changed.clear()
+                kick()
+                if stopped:
                     return
-                if not claim.rows:
-                    if in_flight or pending:
-                        # Outcomes still to come or to record may make rows due again (4xx retries).
-                        if in_flight:
-                            await asyncio.sleep(0.02)
-                        ahead = asyncio.create_task(exchange())
-                        continue
-                    wait = claim.wait_until
-                    if wait is None:
-                        wait = await asyncio.to_thread(self._next_due)
-                    if wait is None or wait - time.time() > SHORT_WAIT:
-                        self.throttled_until = claim.wait_until
-                        return
-                    await asyncio.sleep(max(0.01, wait - time.time()))
-                    ahead = asyncio.create_task(exchange())
-                    continue
-                ahead = asyncio.create_task(exchange())
-                for row in claim.rows:
+                if queue and handed < durable:
+                    _, row = queue.popleft()
+                    handed += 1
                     job = render(row)
                     if job is not None:
                         in_flight += 1
                         yield job
+                    continue
+                if syncing is not None or queue:
+                    await changed.wait()  # a round trip under way, or outcomes awaited to free the window
+                    continue
+                # Nothing claimed and the last claim found nothing due now.
+                if in_flight or pending:
+                    # Outcomes still to come or to record may make rows due again (4xx retries).
+                    if in_flight:
+                        await asyncio.sleep(0.02)
+                    start(True)
+                    continue
+                wait = wait_until
+                if wait is None:
+                    wait = await asyncio.to_thread(self._next_due)
+                if wait is None or wait - time.time() > SHORT_WAIT:
+                    self.throttled_until = wait_until
+                    return
+                await asyncio.sleep(max(0.01, wait - time.time()))
+                more = True
 
         result: SendResult
         async for job, result in transport.send_stream(jobs()):
@@ -312,8 +384,31 @@ class MailingSender:
             pending.append(ledger.Outcome(row, result, message_ref))
             if result.status is SendStatus.SENT:
                 self.sent += 1
-        if pending:
-            await asyncio.to_thread(self._record, mailing, pending)
+            kick()
+            changed.set()
+        if syncing is not None:
+            await syncing
+        await asyncio.to_thread(self._finish, mailing, pending, worker, [row.id for _, row in queue])
+
+
+@dataclass(frozen=True)
+class _SyncStep:
+    """What a ledger round trip is given: the outcomes to record and the sender's hand-over position."""
+
+    worker: str
+    budget: ledger.DomainBudget | None
+    claim_seq: int | None  # claim a chunk under this number (None: no claim this time)
+    outcomes: list[ledger.Outcome]
+    unhanded: list[tuple[int, ledger.Claimed]]  # claimed rows not yet handed over, in order
+    handed: int  # rows handed over so far (the index of `unhanded[0]`)
+    recorded: int  # outcomes recorded before this step
+
+
+@dataclass(frozen=True)
+class _SyncResult:
+    claim: ledger.Claim | None
+    status: str
+    durable: int  # rows (in hand-over order) that may now be handed to SMTP
 
 
 def run_mailing(db: Database, mailing_id: int, **kwargs: object) -> RunOutcome:

@@ -1,0 +1,142 @@
+"""Rows claimed ahead but never handed to SMTP go back to the queue: after a crash, a pause, a cancel."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select, update
+
+from missiva.db import utcnow
+from missiva.delivery import audience_resolution, ledger, mailings
+from missiva.delivery.models import LedgerEntry, Mailing, SenderWorker
+from missiva.messages import service as messages
+
+from .conftest import received_to, subscribe_many
+from .test_crash import _sender
+
+
+@pytest.fixture(autouse=True)
+def _sender_run_by_the_test(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Starting a mailing queues no sender: each test runs its own."""
+    monkeypatch.setattr(mailings, "_enqueue", None)
+
+
+def _mailing(db, shop, emails: list[str]) -> int:
+    subscribe_many(db, shop["id"], shop["list_id"], emails)
+    with db.session() as session:
+        message = messages.create(session, shop["id"], shop["list_id"], {"subject": "Hi", "text": "Hello"})
+        mailing = mailings.create(session, shop["id"], {"message_id": message.id})
+        mailings.start(session, shop["id"], mailing.id)
+        return mailing.id
+
+
+def _states(db, mailing_id: int) -> Counter[str]:
+    with db.session() as session:
+        return Counter(
+            dict(
+                session.execute(
+                    select(LedgerEntry.state, func.count())
+                    .where(LedgerEntry.mailing_id == mailing_id)
+                    .group_by(LedgerEntry.state)
+                ).all()
+            )
+        )
+
+
+def test_a_dead_senders_rows_past_its_mark_are_queued_again_and_the_rest_uncertain(db, shop) -> None:
+    emails = [f"h{i:02d}@example.org" for i in range(12)]
+    mailing_id = _mailing(db, shop, emails)
+    audience_resolution.resolve(db, mailing_id)
+    with db.session() as session:
+        worker = ledger.register_worker(session)
+    with db.session() as session:
+        first = ledger.claim(session, mailing_id, worker, 5, seq=1)
+        second = ledger.claim(session, mailing_id, worker, 5, seq=2)
+        # Handed over: the first claim and two rows of the second.
+        ledger.hand_over(session, worker, 2, second.rows[1].id)
+    with db.session() as session:  # the sender dies: its lease runs out
+        session.execute(
+            update(SenderWorker)
+            .where(SenderWorker.id == worker)
+            .values(heartbeat_at=utcnow() - ledger.LEASE - timedelta(seconds=1))
+        )
+
+    with db.session() as session:
+        uncertain = ledger.recover_orphans(session, mailing_id)
+        rows = dict(
+            session.execute(
+                select(LedgerEntry.address, LedgerEntry.state).where(LedgerEntry.mailing_id == mailing_id)
+            ).all()
+        )
+        counters = session.get(Mailing, mailing_id)
+
+    handed = [r.address for r in first.rows] + [r.address for r in second.rows[:2]]
+    assert uncertain == 7
+    assert sorted(a for a, s in rows.items() if s == "uncertain") == sorted(handed)
+    assert sorted(a for a, s in rows.items() if s == "queued") == sorted(set(emails) - set(handed))
+    assert (counters.uncertain, counters.queued) == (7, 5)
+
+
+def test_a_sender_without_a_mark_leaves_all_its_rows_uncertain(db, shop) -> None:
+    mailing_id = _mailing(db, shop, [f"n{i}@example.org" for i in range(4)])
+    audience_resolution.resolve(db, mailing_id)
+    with db.session() as session:
+        worker = ledger.register_worker(session)
+    with db.session() as session:
+        ledger.claim(session, mailing_id, worker, 3)
+        session.execute(update(SenderWorker).where(SenderWorker.id == worker).values(pid=2**22 + 7))
+    with db.session() as session:
+        assert ledger.recover_orphans(session, mailing_id) == 3
+    assert _states(db, mailing_id) == {"uncertain": 3, "queued": 1}
+
+
+def _run_until(settings, sink, mailing_id: int, received: int, **env: str):
+    sender = _sender(settings, sink, mailing_id, **env)
+    deadline = time.monotonic() + 30
+    while len(sink.handler.received) < received:
+        assert sender.poll() is None, "the sender finished too early"
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    return sender
+
+
+def _stopped_mid_run(settings, db, shop, sink, emails: list[str], stop) -> tuple[int, Counter[str], Mailing]:
+    """A sender process sends `emails` through a slow sink until `stop` (pause or cancel) ends its run."""
+    mailing_id = _mailing(db, shop, emails)
+    sink.handler.stall_on_data = 0.004
+    sender = _run_until(settings, sink, mailing_id, 30, MISSIVA_SEND_CHUNK="40")
+    with db.session() as session:
+        stopped = stop(session, shop["id"], mailing_id)
+    out, _ = sender.communicate(timeout=30)
+    assert out.strip().decode() == stopped.status
+    with db.session() as session:
+        return mailing_id, _states(db, mailing_id), session.get(Mailing, mailing_id)
+
+
+def test_pause_mid_run_gives_back_the_rows_claimed_ahead(settings, db, shop, sink) -> None:
+    emails = [f"p{i:03d}@example.org" for i in range(200)]
+    mailing_id, states, m = _stopped_mid_run(settings, db, shop, sink, emails, mailings.pause)
+
+    assert m.status == "paused" and "sending" not in states and "uncertain" not in states
+    assert states["sent"] == len(received_to(sink)) and states["queued"] == len(emails) - states["sent"]
+    assert (m.sent, m.queued) == (states["sent"], states["queued"])
+
+    with db.session() as session:
+        mailings.resume(session, shop["id"], mailing_id)
+    second = _sender(settings, sink, mailing_id)
+    out, _ = second.communicate(timeout=60)
+    assert out.strip() == b"finished"
+    assert sorted(received_to(sink)) == emails
+
+
+def test_cancel_mid_run_cancels_the_rows_claimed_ahead(settings, db, shop, sink) -> None:
+    emails = [f"c{i:03d}@example.org" for i in range(200)]
+    _, states, m = _stopped_mid_run(settings, db, shop, sink, emails, mailings.cancel)
+
+    received = Counter(received_to(sink))
+    assert m.status == "cancelled" and set(states) == {"sent", "cancelled"}
+    assert states["sent"] == len(received) and max(received.values()) == 1
+    assert (m.sent, m.cancelled_count, m.queued) == (states["sent"], states["cancelled"], 0)
