@@ -10,6 +10,7 @@ when it starts; together they hold 10 SMTP sessions. Ceiling, in the same run an
 RSS is the largest of any one sender process (getrusage).
 
     python bench/send.py [--recipients 100000] [--runs 3] [--processes 2] [--database-url ...]
+    python bench/send.py --postgres        # a throwaway PostgreSQL server (fsync on) on the same cores
     python bench/send.py --recipients 1000000 --runs 1      # the scale check (~3 minutes)
 """
 
@@ -242,6 +243,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--processes", type=int, default=2, help="sender processes sharing the mailing")
     parser.add_argument("--database-url", default=None)
+    parser.add_argument(
+        "--postgres", action="store_true", help="start a throwaway PostgreSQL server (fsync on) and use it"
+    )
     parser.add_argument("--chunk", type=int, default=500)
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     args = parser.parse_args()
@@ -251,6 +255,21 @@ def main() -> None:
         uvloop.install()
 
     data_dir = Path(tempfile.mkdtemp(prefix="missiva-bench-send-"))
+    server = None
+    if args.postgres:
+        from missiva.testing.postgres import PostgresServer
+
+        server = PostgresServer().start(fsync=True)
+        args.database_url = server.create_database("bench")
+    try:
+        run_bench(args, data_dir)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def run_bench(args: argparse.Namespace, data_dir: Path) -> None:
+    """Populate, start the sender processes, then alternate mailings and smtp-source runs."""
     url = args.database_url or f"sqlite:///{data_dir / 'bench.db'}"
     sessions = max(1, SESSIONS // args.processes)
     sink, port = start_sink()
