@@ -8,10 +8,10 @@ arrival time (TAT) of the next message.
 ``rate * T + burst`` messages from one process. `SharedRateLimiter` keeps it in a `SlotSource` that
 every process of an installation shares (the database, `missiva.delivery.relay_rates`): a process
 reserves a few slots at a time (a tenth of a second's worth), each with its own time on the shared
-schedule, and spends each no earlier than ``burst`` before its time and no later than `expiry` after
-it. Over any interval of T seconds the relay then gets at most ``rate * T + 2 * burst`` messages from
-all processes together (see `SharedRateLimiter`). Slots a process reserved and did not use are lost:
-the rate may be undershot, never overshot.
+schedule, and spends each no earlier than ``burst - 1`` slots before its time and no later than
+``burst`` slots after it. Over any interval of T seconds the relay then gets at most
+``rate * T + 2 * burst`` messages from all processes together (see `SharedRateLimiter`). Slots a
+process reserved and did not use are lost: the rate may be undershot, never overshot.
 """
 
 from __future__ import annotations
@@ -183,12 +183,11 @@ class SharedRateLimiter:
 
     Slots are reserved a block at a time (a tenth of a second's worth, at least one) in a worker
     thread, the next block as soon as fewer than half a block are left. A slot at time t (on the shared
-    schedule) is spent no earlier than ``t - tolerance`` (``tolerance = (burst - 1) / rate``, the burst
-    of `RateLimiter`) and dropped unused after ``t + expiry`` (``expiry = max(0.1 s, 1 / rate)``).
-    Slots are at least ``1 / rate`` apart on the schedule, so the messages of any interval of T seconds
-    had their slots within ``T + tolerance + expiry`` seconds: at most ``rate * T + 2 * burst``
-    messages, whichever processes sent them (plus ``rate * skew`` if the clocks of the machines differ
-    by ``skew``).
+    schedule) is spent no earlier than ``t - (burst - 1) / rate`` (the burst of `RateLimiter`) and
+    dropped unused after ``t + burst / rate``. Slots are at least ``1 / rate`` apart on the schedule,
+    so the messages of any interval of T seconds had their slots within ``T + (2 * burst - 1) / rate``
+    seconds: at most ``rate * T + 2 * burst`` messages, whichever processes sent them (plus
+    ``rate * skew`` if the clocks of the machines differ by ``skew``).
 
     Needs a running event loop (the pool's). While the source fails nothing is sent, and the source is
     asked again every `RETRY_SECONDS`: sending more than the rate is what the user asked us never to do.
@@ -202,8 +201,9 @@ class SharedRateLimiter:
         self._source = source
         interval = 1.0 / per_second
         self._interval_us = math.ceil(interval * 1e6)  # rounded up: never faster than the rate
-        self._tolerance = (burst_of(per_second) - 1) * interval
-        self._expiry = max(BURST_SECONDS, interval)
+        burst = burst_of(per_second)
+        self._tolerance = (burst - 1) * interval
+        self._expiry = burst * interval
         self._block = max(1, math.ceil(per_second * BURST_SECONDS))
         self._horizon_us = 2 * self._block * self._interval_us
         self._slots: deque[float] = deque()  # monotonic times of reserved slots, in order
