@@ -211,3 +211,18 @@ class DomainWindow(Base):
     domain: Mapped[str] = mapped_column(String(255), primary_key=True)
     window_start: Mapped[int] = mapped_column(Integer)  # epoch seconds of the minute's start
     count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class RelayRate(Base):
+    """A rated relay's shared send schedule: when its next message slot is free.
+
+    Every sender process reserves its slots of a relay's `rate` here (`missiva.delivery.relay_rates`),
+    so the rate holds for all processes and machines sharing the database. One row per relay, login
+    and rate (`missiva.delivery.smtp.rate.relay_key`, which never contains credentials).
+    """
+
+    __tablename__ = "relay_rates"
+
+    relay_key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    # Microseconds since the epoch (64-bit on both databases; BigId is BIGINT on PostgreSQL).
+    next_slot_us: Mapped[int] = mapped_column(BigId)

@@ -29,6 +29,7 @@ from missiva.db import Database, utcnow
 from missiva.delivery import audience_resolution, ledger, unsubscribe_tokens
 from missiva.delivery.configuration import SendingConfig, current
 from missiva.delivery.models import Mailing, MailingStatus
+from missiva.delivery.relay_rates import DatabaseSlots
 from missiva.delivery.smtp import MailTransport, SendJob, SendResult, SendStatus, open_transport
 from missiva.delivery.smtp.result import no_reply
 from missiva.errors import InvalidInput
@@ -116,8 +117,15 @@ def compile_mailing(db: Database, mailing: Mailing, config: SendingConfig) -> Me
 
 
 def default_transport(config: SendingConfig) -> MailTransport:
-    """The relay pool from the configuration, or the Maildir outbox when there is no relay."""
-    return open_transport(list(config.relays), runtime.settings().data_dir / "outbox")
+    """The relay pool from the configuration, or the Maildir outbox when there is no relay.
+
+    Relay rates are reserved in the database, so they hold across every sender process and machine.
+    """
+    return open_transport(
+        list(config.relays),
+        runtime.settings().data_dir / "outbox",
+        slot_source=DatabaseSlots(runtime.database()),
+    )
 
 
 class MailingSender:

@@ -5,6 +5,9 @@ A relay that refuses connections (or TLS, or our login) is set aside for a while
 ``max_down`` seconds, and its share goes to the others. A session that dies before a message is
 committed is replaced and the message sent again on another session; after the message content went
 out, a lost session makes the result ``uncertain`` and nothing is resent.
+
+A relay's ``rate`` is kept by this process alone, or, given a `SlotSource` (the database, see
+`missiva.delivery.relay_rates`), shared with every process that uses the same source.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from types import TracebackType
 
 from missiva.delivery.smtp.connection import SmtpConnection
 from missiva.delivery.smtp.errors import SessionLost, SmtpConnectError, SmtpError
-from missiva.delivery.smtp.rate import RateLimiter
+from missiva.delivery.smtp.rate import Limiter, RateLimiter, SharedRateLimiter, SlotSource, relay_key
 from missiva.delivery.smtp.relay import Relay
 from missiva.delivery.smtp.result import SendResult, SendStatus, no_reply
 from missiva.delivery.smtp.transport import SendJob, iterate_jobs
@@ -34,9 +37,13 @@ class NoRelayAvailable(SmtpError):
 class _RelayState:
     __slots__ = ("down_until", "failures", "idle", "last_error", "limiter", "open", "relay")
 
-    def __init__(self, relay: Relay) -> None:
+    def __init__(self, relay: Relay, slot_source: SlotSource | None) -> None:
         self.relay = relay
-        self.limiter = RateLimiter(relay.rate) if relay.rate else None
+        self.limiter: Limiter | None = None
+        if relay.rate and slot_source is not None:
+            self.limiter = SharedRateLimiter(relay_key(relay), relay.rate, slot_source)
+        elif relay.rate:
+            self.limiter = RateLimiter(relay.rate)
         self.open = 0
         self.idle: list[SmtpConnection] = []
         self.down_until = 0.0
@@ -61,10 +68,11 @@ class SmtpPool:
         max_attempts: int = 3,
         min_down: float = 5.0,
         max_down: float = 300.0,
+        slot_source: SlotSource | None = None,
     ) -> None:
         if not relays:
             raise ValueError("SmtpPool needs at least one relay (use MaildirOutbox when there is none)")
-        self._states = [_RelayState(relay) for relay in relays]
+        self._states = [_RelayState(relay, slot_source) for relay in relays]
         self._state_of = {id(state.relay): state for state in self._states}
         self._capacity = sum(relay.max_connections for relay in relays)
         self._window = window or 2 * self._capacity
@@ -139,7 +147,7 @@ class SmtpPool:
                 for _ in range(workers):
                     inbox.put_nowait(None)
 
-        def take_next(limiter: RateLimiter | None) -> SendJob | None:
+        def take_next(limiter: Limiter | None) -> SendJob | None:
             # Only what is already queued: a session never waits for the producer while it holds
             # a message whose final reply is due, nor for its relay's rate limit (the session ends
             # its pipeline instead, and the job waits for a slot in `_stream_session`).
@@ -180,7 +188,7 @@ class SmtpPool:
     async def _stream_session(
         self,
         first: SendJob,
-        take_next: Callable[[RateLimiter | None], SendJob | None],
+        take_next: Callable[[Limiter | None], SendJob | None],
         deliver: Callable[[tuple[SendJob, SendResult]], None],
     ) -> None:
         """Run jobs on one pooled session while more are queued; resend the uncommitted ones."""
@@ -214,6 +222,9 @@ class SmtpPool:
     async def close(self) -> None:
         """Close every idle session (QUIT); sessions in use are closed when released."""
         self._closed = True
+        for state in self._states:
+            if state.limiter is not None:
+                state.limiter.close()
         idle = [connection for state in self._states for connection in state.idle]
         for state in self._states:
             state.open -= len(state.idle)

@@ -27,7 +27,8 @@ class Relay:
     """One SMTP relay: where it is, how to log in, and its share of the traffic.
 
     ``weight`` sets the share of new connections opened to it; ``max_connections`` caps its sessions;
-    ``rate`` (messages per second, None: no limit) caps what the pool of one process sends through it.
+    ``rate`` (messages per second, None: no limit) caps what goes through it: from one process, or
+    from every process sharing the pool's `SlotSource`.
     """
 
     url: str = field(repr=False)
