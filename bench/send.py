@@ -166,7 +166,7 @@ def populate(database_url: str, recipients: int) -> tuple[int, int]:
         return account, message.id
 
 
-def configure(url: str, data_dir: Path, port: int, chunk: int, sessions: int) -> None:
+def configure(url: str, data_dir: Path, port: int, chunk: int, sessions: int, window: int) -> None:
     """Core and sending settings of a bench process: the sink as the only relay."""
     settings = dataclasses.replace(
         Settings.from_env(
@@ -181,6 +181,7 @@ def configure(url: str, data_dir: Path, port: int, chunk: int, sessions: int) ->
             bounce_domain="bounces.example.com",
             relays=(Relay(f"smtp://127.0.0.1:{port}", max_connections=sessions),),
             chunk=chunk,
+            window=window,
         )
     )
 
@@ -191,6 +192,7 @@ def sender_process(
     port: int,
     chunk: int,
     sessions: int,
+    window: int,
     loop: str,
     inbox: multiprocessing.Queue,  # type: ignore[type-arg]
     outbox: multiprocessing.Queue,  # type: ignore[type-arg]
@@ -200,7 +202,7 @@ def sender_process(
         import uvloop
 
         uvloop.install()
-    configure(url, data_dir, port, chunk, sessions)
+    configure(url, data_dir, port, chunk, sessions, window)
     db = get_database(url)
     outbox.put("ready")
     while (mailing_id := inbox.get()) is not None:
@@ -247,6 +249,7 @@ def main() -> None:
         "--postgres", action="store_true", help="start a throwaway PostgreSQL server (fsync on) and use it"
     )
     parser.add_argument("--chunk", type=int, default=500)
+    parser.add_argument("--window", type=int, default=500, help="MISSIVA_SEND_WINDOW of each sender")
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     args = parser.parse_args()
     if args.loop == "uvloop":
@@ -273,7 +276,7 @@ def run_bench(args: argparse.Namespace, data_dir: Path) -> None:
     url = args.database_url or f"sqlite:///{data_dir / 'bench.db'}"
     sessions = max(1, SESSIONS // args.processes)
     sink, port = start_sink()
-    configure(url, data_dir, port, args.chunk, sessions)
+    configure(url, data_dir, port, args.chunk, sessions, args.window)
     migrate.upgrade(url)
     workers: list[tuple[multiprocessing.Queue, multiprocessing.Queue]] = []  # type: ignore[type-arg]
     processes = []
@@ -287,7 +290,7 @@ def run_bench(args: argparse.Namespace, data_dir: Path) -> None:
                 inbox, outbox = spawn.Queue(), spawn.Queue()
                 process = spawn.Process(
                     target=sender_process,
-                    args=(url, data_dir, port, args.chunk, sessions, args.loop, inbox, outbox),
+                    args=(url, data_dir, port, args.chunk, sessions, args.window, args.loop, inbox, outbox),
                 )
                 process.start()
                 processes.append(process)

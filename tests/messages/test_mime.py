@@ -111,6 +111,20 @@ def test_every_line_respects_the_smtp_limits() -> None:
     assert b"\n" not in data.replace(b"\r\n", b"")
 
 
+@pytest.mark.parametrize("value", ["a\nb", "a\rb", "a\r\n.\r\nMAIL FROM:<x@y>", "\n.\n", "x\r\r\n\n"])
+def test_rendered_line_ends_are_all_crlf_whatever_the_content_and_fields(value: str) -> None:
+    # The SMTP connection trusts this (SendJob.crlf) and skips its own bare CR/LF check: a bare line
+    # end would let ".\n" end the message early at some relays (SMTP smuggling).
+    html = f"<p>[nome]</p>\n<p>line\rtwo\r\n{value}</p>"
+    variants = [
+        skeleton(subject=f"S [nome] {value}", html=html, text=f"t\n{value}\r[nome]"),
+        skeleton(subject="Γεια [nome]", html=None, text="Καλημέρα " * 30 + value + "\n[nome]"),
+    ]
+    for variant in variants:
+        data = variant.render(recipient(fields={1: value})).data
+        assert data.count(b"\n") == data.count(b"\r\n") == data.count(b"\r"), value
+
+
 def test_empty_field_falls_back_to_the_tag_default() -> None:
     message = parse(skeleton().render(recipient(fields={})).data)
 

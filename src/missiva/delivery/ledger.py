@@ -311,9 +311,14 @@ def claim(
                     return Claim(wait_until=windows[name][0] + length)
                 limit = min(limit, room)
     now = utcnow()
+    connection = session.connection()
+    if connection.dialect.name == "postgresql" and domain_budget is None:
+        rows = _claim_pg(connection, mailing_id, worker_id, limit, seq, now)
+        _spend_windows(mailing, windows, len(rows))
+        return Claim(rows=rows)
     rows = [
         Claimed(row_id, recipient_id, address or "", attempts, fields or {}, email)
-        for row_id, recipient_id, address, attempts, fields, email in session.connection().execute(
+        for row_id, recipient_id, address, attempts, fields, email in connection.execute(
             _due_rows(session, mailing_id, now, limit)
         )
     ]
@@ -333,12 +338,57 @@ def claim(
             .values(state=LedgerState.SENDING, claimed_by=worker_id, claim_seq=seq, updated_at=now),
             execution_options={"synchronize_session": False},
         )
+    _spend_windows(mailing, windows, len(rows))
+    return Claim(rows=rows)
+
+
+def _spend_windows(mailing: Mailing, windows: dict[str, list[float]], claimed: int) -> None:
+    """Count the claimed rows in the mailing's per-minute/per-hour windows."""
     if windows:
         state = dict(mailing.throttle_state or {})
         for name, (start, count) in windows.items():
-            state[name] = [start, count + len(rows)]
+            state[name] = [start, count + claimed]
         mailing.throttle_state = state
-    return Claim(rows=rows)
+
+
+# PostgreSQL: pick the due rows (each state in id order, rows locked by another claim skipped), mark
+# them and read them back with the recipients' fields in one statement: one round trip, and no
+# 500-parameter UPDATE to build and parse per claim.
+_CLAIM_PG = """
+WITH queued AS (
+    SELECT id FROM send_ledger
+    WHERE mailing_id = %(mailing)s AND state = 'queued'
+      AND (next_attempt_at IS NULL OR next_attempt_at <= %(now)s)
+    ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+), deferred AS (
+    SELECT id FROM send_ledger
+    WHERE mailing_id = %(mailing)s AND state = 'deferred' AND next_attempt_at <= %(now)s
+    ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+), picked AS (
+    SELECT id FROM (SELECT id FROM queued UNION ALL SELECT id FROM deferred) AS due
+    ORDER BY id LIMIT %(limit)s
+), claimed AS (
+    UPDATE send_ledger AS l
+    SET state = 'sending', claimed_by = %(worker)s, claim_seq = %(seq)s, updated_at = %(now)s
+    FROM picked WHERE l.id = picked.id
+    RETURNING l.id, l.recipient_id, l.address, l.attempts
+)
+SELECT c.id, c.recipient_id, c.address, c.attempts, r.fields, r.email
+FROM claimed AS c LEFT JOIN recipients AS r ON r.id = c.recipient_id
+ORDER BY c.id
+"""
+
+
+def _claim_pg(
+    connection: Connection, mailing_id: int, worker_id: str, limit: int, seq: int | None, now: datetime
+) -> list[Claimed]:
+    params = {"mailing": mailing_id, "now": now, "limit": limit, "worker": worker_id, "seq": seq}
+    return [
+        Claimed(row_id, recipient_id, address or "", attempts, fields or {}, email)
+        for row_id, recipient_id, address, attempts, fields, email in connection.exec_driver_sql(
+            _CLAIM_PG, params
+        ).fetchall()
+    ]
 
 
 class DomainBudget:

@@ -348,7 +348,11 @@ class MailingSender:
                 pending.append(ledger.Outcome(row, no_reply(SendStatus.FAILED, str(exc)[:500])))
                 return None
             return SendJob(
-                rendered.envelope_from, rendered.recipient, rendered.data, (row, rendered.message_id)
+                rendered.envelope_from,
+                rendered.recipient,
+                rendered.data,
+                (row, rendered.message_id),
+                crlf=True,
             )
 
         async def jobs() -> AsyncIterator[SendJob]:

@@ -17,6 +17,8 @@ class SendJob:
     recipient: str
     data: bytes
     ref: Any = None
+    # The data's line ends are all CRLF already (a `MessageSkeleton` rendering): not checked again.
+    crlf: bool = False
 
 
 class MailTransport(Protocol):
