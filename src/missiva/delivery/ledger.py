@@ -534,15 +534,15 @@ _RECORD_SENT = _DriverStatement(
         reason=None,
     )
 )
-# PostgreSQL: the delivered rows of a chunk in one statement, their values as arrays (one round trip
-# and one plan instead of one UPDATE execution per row).
+# PostgreSQL: the delivered rows of a chunk in one statement, their values as one JSON array (one round
+# trip and one plan instead of one UPDATE execution per row; JSON rather than five arrays because the
+# driver quoted every text array element in Python, which cost more than the update).
 _RECORD_SENT_PG = """
 UPDATE send_ledger AS l SET state = 'sent', attempts = l.attempts + 1, next_attempt_at = NULL,
-    reply_code = v.code, reply_status = v.status, reply_text = v.text, message_ref = v.ref,
-    updated_at = %(now)s, sent_at = %(now)s, claimed_by = NULL, reason = NULL
-FROM unnest(%(ids)s::bigint[], %(codes)s::integer[], %(statuses)s::varchar[], %(texts)s::text[],
-            %(refs)s::varchar[]) AS v(id, code, status, text, ref)
-WHERE l.id = v.id
+    reply_code = (v.value->>1)::integer, reply_status = v.value->>2, reply_text = v.value->>3,
+    message_ref = v.value->>4, updated_at = %(now)s, sent_at = %(now)s, claimed_by = NULL, reason = NULL
+FROM jsonb_array_elements(%(rows)s::jsonb) AS v
+WHERE l.id = (v.value->>0)::bigint
 """
 
 
@@ -570,17 +570,8 @@ def _record_sent(connection: Connection, rows: list[dict[str, Any]], now: dateti
     if connection.dialect.name != "postgresql":
         _RECORD_SENT.executemany(connection, rows)
         return
-    connection.exec_driver_sql(
-        _RECORD_SENT_PG,
-        {
-            "now": now,
-            "ids": [row["b_id"] for row in rows],
-            "codes": [row["b_code"] for row in rows],
-            "statuses": [row["b_status"] for row in rows],
-            "texts": [row["b_text"] for row in rows],
-            "refs": [row["b_ref"] for row in rows],
-        },
-    )
+    values = [[r["b_id"], r["b_code"], r["b_status"], r["b_text"], r["b_ref"]] for r in rows]
+    connection.exec_driver_sql(_RECORD_SENT_PG, {"now": now, "rows": json.dumps(values)})
 
 
 _RECORD_OTHER = _DriverStatement(
