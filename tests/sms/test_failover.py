@@ -23,8 +23,11 @@ def smpp(peer: PeerProcess) -> SmppClient:
     return SmppClient(SmppSettings("127.0.0.1", peer.port, "missiva", "secret", name="smpp"))
 
 
-def gateway(url: str) -> HttpGateway:
-    return HttpGateway(HttpGatewaySettings(url_template=url, message_id_path="id", timeout=0.2, name="http"))
+def gateway(url: str, timeout: float = 0.2) -> HttpGateway:
+    """A gateway client; the short default lets `/slow` time out, a loaded machine needs `timeout`."""
+    return HttpGateway(
+        HttpGatewaySettings(url_template=url, message_id_path="id", timeout=timeout, name="http")
+    )
 
 
 async def test_message_not_taken_by_the_first_route_goes_through_the_next(
@@ -56,7 +59,7 @@ async def test_not_sent_anywhere_names_every_route(
 ) -> None:
     async with (
         gateway(f"http://127.0.0.1:{closed_port}/x") as down,
-        gateway(http_gateway_server.base_url + "/busy") as busy,
+        gateway(http_gateway_server.base_url + "/busy", timeout=10.0) as busy,
     ):
         routes = FailoverTransport([Route(down), Route(busy)], rng=random.Random(1))
         with pytest.raises(NotSent, match="HTTP 503") as caught:
