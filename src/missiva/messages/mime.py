@@ -107,7 +107,7 @@ class SendingDomain:
     verp_secret: bytes = field(default=b"", repr=False)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per message, and a frozen __init__ costs 4x
 class Recipient:
     """One recipient as the renderer needs it; ``fields`` maps MailUp field numbers to values."""
 
@@ -118,7 +118,7 @@ class Recipient:
     fields: Mapping[int, object] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per message
 class RenderedMessage:
     """Wire-ready message for one recipient: hand ``envelope_from``, ``recipient`` and ``data`` to SMTP."""
 

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 from missiva.delivery.smtp.result import SendResult
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per message, and a frozen __init__ costs 4x
 class SendJob:
     """One message for one recipient; ``ref`` is the caller's handle (e.g. its ledger row id)."""
 
