@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter
 from datetime import timedelta
@@ -10,11 +11,12 @@ import pytest
 from sqlalchemy import func, select, update
 
 from missiva.db import utcnow
-from missiva.delivery import audience_resolution, ledger, mailings
+from missiva.delivery import audience_resolution, configuration, ledger, mailings
 from missiva.delivery.models import LedgerEntry, Mailing, SenderWorker
+from missiva.delivery.sender import run_mailing
 from missiva.messages import service as messages
 
-from .conftest import received_to, subscribe_many
+from .conftest import HARD, received_to, subscribe_many
 from .test_crash import _sender
 
 
@@ -140,3 +142,25 @@ def test_cancel_mid_run_cancels_the_rows_claimed_ahead(settings, db, shop, sink)
     assert m.status == "cancelled" and set(states) == {"sent", "cancelled"}
     assert states["sent"] == len(received) and max(received.values()) == 1
     assert (m.sent, m.cancelled_count, m.queued) == (states["sent"], states["cancelled"], 0)
+
+
+@pytest.mark.parametrize("window", [1, 3, 50])
+def test_any_send_window_sends_everyone_once_through_retries_and_bounces(
+    db, shop, sink, sending, window: int
+) -> None:
+    configuration.configure(dataclasses.replace(sending, window=window, chunk=4))
+    emails = [f"w{i:02d}@example.org" for i in range(15)]
+    sink.handler.transient["w03@example.org"] = 1  # 451 once, then accepted
+    sink.handler.rcpt_replies["w05@example.org"] = HARD.format("w05@example.org")
+    mailing_id = _mailing(db, shop, emails)
+
+    outcome = run_mailing(db, mailing_id)
+
+    received = Counter(received_to(sink))
+    assert outcome.status == "finished"
+    assert sorted(received) == sorted(set(emails) - {"w05@example.org"}) and max(received.values()) == 1
+    assert _states(db, mailing_id) == {"sent": 14, "hard_bounce": 1}
+    with db.session() as session:
+        m = session.get(Mailing, mailing_id)
+        assert (m.sent, m.hard_bounced, m.queued, m.deferred) == (14, 1, 0, 0)
+        assert session.scalar(select(func.count()).select_from(SenderWorker)) == 0
