@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from collections import Counter
@@ -13,7 +14,8 @@ from sqlalchemy import func, select, update
 from missiva.db import utcnow
 from missiva.delivery import audience_resolution, configuration, ledger, mailings
 from missiva.delivery.models import LedgerEntry, Mailing, SenderWorker
-from missiva.delivery.sender import run_mailing
+from missiva.delivery.sender import MailingSender, run_mailing
+from missiva.delivery.smtp import SmtpPool
 from missiva.messages import service as messages
 
 from .conftest import HARD, received_to, subscribe_many
@@ -164,3 +166,56 @@ def test_any_send_window_sends_everyone_once_through_retries_and_bounces(
         m = session.get(Mailing, mailing_id)
         assert (m.sent, m.hard_bounced, m.queued, m.deferred) == (14, 1, 0, 0)
         assert session.scalar(select(func.count()).select_from(SenderWorker)) == 0
+
+
+class _FailingAfter:
+    """The real SMTP pool, but the run breaks (as on a bug or a lost database) after `count` results."""
+
+    def __init__(self, pool: SmtpPool, count: int) -> None:
+        self.pool, self.count = pool, count
+
+    async def send_stream(self, jobs):
+        seen = 0
+        async for item in self.pool.send_stream(jobs):
+            yield item
+            seen += 1
+            if seen == self.count:
+                raise RuntimeError("the run breaks here")
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+
+def test_a_run_that_fails_gives_back_its_rows_claimed_ahead(db, shop, sink, sending) -> None:
+    configuration.configure(dataclasses.replace(sending, window=5, chunk=10))
+    emails = [f"f{i:02d}@example.org" for i in range(40)]
+    mailing_id = _mailing(db, shop, emails)
+    transport = _FailingAfter(SmtpPool(list(sending.relays)), 12)
+
+    with pytest.raises(RuntimeError, match="the run breaks here"):
+        asyncio.run(MailingSender(db, mailing_id, transport=transport).run())
+
+    states = _states(db, mailing_id)
+    # Recorded outcomes stay recorded; rows claimed ahead are queued again; only the rows handed
+    # over and not recorded (at most the window of 5) are left `sending`, to become `uncertain`.
+    assert states["sent"] >= 12 and states["sending"] <= 5, states
+    assert states["sent"] + states["sending"] + states["queued"] == len(emails)
+    # What the relay took but the run did not record is among the `sending` rows.
+    assert states["sent"] <= len(set(received_to(sink))) <= states["sent"] + states["sending"]
+    with db.session() as session:
+        uncertain = ledger.recover_orphans(session, mailing_id)
+    assert uncertain == states["sending"]
+
+    assert run_mailing(db, mailing_id).status == "finished"
+    received = Counter(received_to(sink))
+    with db.session() as session:
+        left_uncertain = set(
+            session.scalars(
+                select(LedgerEntry.address).where(
+                    LedgerEntry.mailing_id == mailing_id, LedgerEntry.state == "uncertain"
+                )
+            )
+        )
+    # Nobody twice; everyone but the uncertain rows (which may or may not have arrived) got it.
+    assert max(received.values()) == 1 and len(left_uncertain) == uncertain
+    assert set(emails) - left_uncertain <= set(received)

@@ -18,7 +18,7 @@ import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -395,17 +395,36 @@ class MailingSender:
                 await asyncio.sleep(max(0.01, wait - time.time()))
                 more = True
 
+        async def settle() -> None:
+            """Let no ledger round trip start any more and wait for the one under way (its failure raises)."""
+            nonlocal stopped
+            stopped = True
+            while syncing is not None and not syncing.done():
+                await syncing
+            if syncing is not None:
+                syncing.result()
+
         result: SendResult
-        async for job, result in transport.send_stream(jobs()):
-            in_flight -= 1
-            row, message_ref = job.ref
-            pending.append(ledger.Outcome(row, result, message_ref))
-            if result.status is SendStatus.SENT:
-                self.sent += 1
-            kick()
-            changed.set()
-        if syncing is not None:
-            await syncing
+        try:
+            async for job, result in transport.send_stream(jobs()):
+                in_flight -= 1
+                row, message_ref = job.ref
+                pending.append(ledger.Outcome(row, result, message_ref))
+                if result.status is SendStatus.SENT:
+                    self.sent += 1
+                kick()
+                changed.set()
+            await settle()
+        except Exception:
+            # The run fails (a database or transport error): record what is known and give back the
+            # rows claimed ahead, if the database still answers, so only the window is left `sending`.
+            with suppress(Exception):
+                await settle()  # a claim under way adds to the rows to give back
+            try:
+                await asyncio.to_thread(self._finish, mailing, pending, worker, [r.id for _, r in queue])
+            except Exception:
+                log.exception("mailing %s: could not give back the rows claimed ahead", self.mailing_id)
+            raise
         await asyncio.to_thread(self._finish, mailing, pending, worker, [row.id for _, row in queue])
 
 
