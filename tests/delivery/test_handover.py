@@ -15,7 +15,7 @@ from missiva.db import utcnow
 from missiva.delivery import audience_resolution, configuration, ledger, mailings
 from missiva.delivery.models import LedgerEntry, Mailing, SenderWorker
 from missiva.delivery.sender import MailingSender, run_mailing
-from missiva.delivery.smtp import SmtpPool
+from missiva.delivery.smtp import SmtpPool, classify
 from missiva.messages import service as messages
 
 from .conftest import HARD, received_to, subscribe_many
@@ -219,3 +219,23 @@ def test_a_run_that_fails_gives_back_its_rows_claimed_ahead(db, shop, sink, send
     # Nobody twice; everyone but the uncertain rows (which may or may not have arrived) got it.
     assert max(received.values()) == 1 and len(left_uncertain) == uncertain
     assert set(emails) - left_uncertain <= set(received)
+
+
+def test_delivered_rows_are_recorded_on_sqlite_before_update_from(db, shop, monkeypatch) -> None:
+    # SQLite before 3.33 has no UPDATE ... FROM: delivered rows go through the per-row statement.
+    monkeypatch.setattr(ledger, "_SQLITE_UPDATE_FROM", False)
+    mailing_id = _mailing(db, shop, ["a@example.org", "b@example.org"])
+    audience_resolution.resolve(db, mailing_id)
+    with db.session() as session:
+        worker = ledger.register_worker(session)
+        rows = ledger.claim(session, mailing_id, worker, 5).rows
+    accepted = classify(250, "2.0.0 Ok: queued as X1")
+    with db.session() as session:
+        mailing = session.get(Mailing, mailing_id)
+        outcomes = [ledger.Outcome(row, accepted, f"<{row.id}@x>") for row in rows]
+        ledger.record(session, mailing, outcomes, max_attempts=3, retry_base=1)
+    with db.session() as session:
+        stored = session.scalars(select(LedgerEntry).where(LedgerEntry.mailing_id == mailing_id)).all()
+        assert {(r.state, r.attempts, r.reply_code, r.claimed_by) for r in stored} == {("sent", 1, 250, None)}
+        assert all(r.sent_at is not None and r.message_ref == f"<{r.id}@x>" for r in stored)
+        assert session.get(Mailing, mailing_id).sent == 2

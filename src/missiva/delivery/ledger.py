@@ -516,22 +516,22 @@ def driver_value(connection: Connection, column: Any, value: Any) -> Any:
 
 
 _TABLE = LedgerEntry.__table__
-# One prepared UPDATE per outcome kind, run as executemany: per row only what differs between rows.
-_RECORD_SENT = _DriverStatement(
+# One prepared UPDATE for an outcome, run as executemany: per row only what differs between rows.
+_RECORD_OUTCOME = _DriverStatement(
     update(_TABLE)
     .where(_TABLE.c.id == bindparam("b_id"))
     .values(
-        state=LedgerState.SENT.value,
+        state=bindparam("b_state"),
         attempts=_TABLE.c.attempts + 1,
-        next_attempt_at=None,
+        next_attempt_at=bindparam("b_next"),
         reply_code=bindparam("b_code"),
         reply_status=bindparam("b_status"),
         reply_text=bindparam("b_text"),
         message_ref=bindparam("b_ref"),
         updated_at=bindparam("b_now"),
-        sent_at=bindparam("b_now"),
+        sent_at=bindparam("b_sent"),
         claimed_by=None,
-        reason=None,
+        reason=bindparam("b_reason"),
     )
 )
 # PostgreSQL: the delivered rows of a chunk in one statement, their values as one JSON array (one round
@@ -567,29 +567,14 @@ def _record_sent(connection: Connection, rows: list[list[Any]], now: datetime, s
         connection.exec_driver_sql(_RECORD_SENT_SQLITE, (stamp, stamp, json.dumps(rows)))
     elif connection.dialect.name == "postgresql":
         connection.exec_driver_sql(_RECORD_SENT_PG, {"now": now, "rows": json.dumps(rows)})
-    else:
+    else:  # SQLite before 3.33: the rows one UPDATE execution each
         names = ("b_id", "b_code", "b_status", "b_text", "b_ref")
-        params = [{**dict(zip(names, row, strict=True)), "b_now": stamp} for row in rows]
-        _RECORD_SENT.executemany(connection, params)
+        delivered = {"b_state": LedgerState.SENT.value, "b_next": None, "b_reason": None}
+        delivered |= {"b_now": stamp, "b_sent": stamp}
+        params = [{**dict(zip(names, row, strict=True)), **delivered} for row in rows]
+        _RECORD_OUTCOME.executemany(connection, params)
 
 
-_RECORD_OTHER = _DriverStatement(
-    update(_TABLE)
-    .where(_TABLE.c.id == bindparam("b_id"))
-    .values(
-        state=bindparam("b_state"),
-        attempts=_TABLE.c.attempts + 1,
-        next_attempt_at=bindparam("b_next"),
-        reply_code=bindparam("b_code"),
-        reply_status=bindparam("b_status"),
-        reply_text=bindparam("b_text"),
-        message_ref=bindparam("b_ref"),
-        updated_at=bindparam("b_now"),
-        sent_at=None,
-        claimed_by=None,
-        reason=bindparam("b_reason"),
-    )
-)
 _COUNTER = {
     LedgerState.SENT: "sent",
     LedgerState.HARD_BOUNCE: "hard_bounced",
@@ -609,9 +594,10 @@ def record(
     """Write each outcome to its row and the counters; hard bounces suppress and unsubscribe.
 
     Returns the hard bounces handled. All of it happens in the caller's transaction, so a row is never
-    `hard_bounce` without its suppression entry and audience event. Rows are written with two prepared
-    Core UPDATEs (executemany): one for delivered rows, whose state and timestamps are the same for the
-    whole chunk, one for the rest; the ORM's per-row bookkeeping cost more than the database did.
+    `hard_bounce` without its suppression entry and audience event. Delivered rows, whose state and
+    timestamps are the same for the whole chunk, go in one statement (`_record_sent`); the rest through
+    one prepared Core UPDATE run as executemany; the ORM's per-row bookkeeping cost more than the
+    database did.
     """
     now = utcnow()
     connection = session.connection()
@@ -663,6 +649,7 @@ def record(
                 "b_text": result.text[:1000],
                 "b_ref": outcome.message_ref,
                 "b_now": stamp,
+                "b_sent": None,
                 "b_reason": "retries_exhausted"
                 if status is SendStatus.SOFT_FAIL and state is LedgerState.FAILED
                 else None,
@@ -671,7 +658,7 @@ def record(
     if sent:
         _record_sent(connection, sent, now, stamp)
     if other:
-        _RECORD_OTHER.executemany(connection, other)
+        _RECORD_OUTCOME.executemany(connection, other)
     _bump(session, mailing.id, **counts)
     for outcome in bounces:
         hard_bounce(session, mailing, outcome.row.address)
