@@ -12,8 +12,9 @@ from aiosmtpd.controller import Controller
 from missiva import runtime
 from missiva.audience import lists, subscriptions
 from missiva.config import Settings
-from missiva.delivery import configuration
+from missiva.delivery import configuration, mailings
 from missiva.delivery.smtp import Relay
+from missiva.messages import service as messages
 from tests.conftest import make_account
 from tests.smtp.conftest import ScriptedHandler, SmtpServer, free_port
 
@@ -109,3 +110,19 @@ def shop(db, sending) -> dict[str, Any]:
         )
         acct["list_id"] = lst.id
     return acct
+
+
+@pytest.fixture
+def no_sender_queued(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Starting a mailing queues no sender: the test runs one itself and looks at how the run ended."""
+    monkeypatch.setattr(mailings, "_enqueue", None)
+
+
+def started_mailing(db, shop: dict[str, Any], emails: list[str], **settings: int) -> int:
+    """Subscribe `emails`, then create and start a mailing of a short text message to the list; its id."""
+    subscribe_many(db, shop["id"], shop["list_id"], emails)
+    with db.session() as session:
+        message = messages.create(session, shop["id"], shop["list_id"], {"subject": "Hi", "text": "Hello"})
+        mailing = mailings.create(session, shop["id"], {"message_id": message.id, **settings})
+        mailings.start(session, shop["id"], mailing.id)
+        return mailing.id

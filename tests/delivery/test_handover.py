@@ -16,25 +16,11 @@ from missiva.delivery import audience_resolution, configuration, ledger, mailing
 from missiva.delivery.models import LedgerEntry, Mailing, SenderWorker
 from missiva.delivery.sender import MailingSender, run_mailing
 from missiva.delivery.smtp import SmtpPool, classify
-from missiva.messages import service as messages
 
-from .conftest import HARD, received_to, subscribe_many
+from .conftest import HARD, received_to, started_mailing
 from .test_crash import _sender
 
-
-@pytest.fixture(autouse=True)
-def _sender_run_by_the_test(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Starting a mailing queues no sender: each test runs its own."""
-    monkeypatch.setattr(mailings, "_enqueue", None)
-
-
-def _mailing(db, shop, emails: list[str]) -> int:
-    subscribe_many(db, shop["id"], shop["list_id"], emails)
-    with db.session() as session:
-        message = messages.create(session, shop["id"], shop["list_id"], {"subject": "Hi", "text": "Hello"})
-        mailing = mailings.create(session, shop["id"], {"message_id": message.id})
-        mailings.start(session, shop["id"], mailing.id)
-        return mailing.id
+pytestmark = pytest.mark.usefixtures("no_sender_queued")
 
 
 def _states(db, mailing_id: int) -> Counter[str]:
@@ -52,7 +38,7 @@ def _states(db, mailing_id: int) -> Counter[str]:
 
 def test_a_dead_senders_rows_past_its_mark_are_queued_again_and_the_rest_uncertain(db, shop) -> None:
     emails = [f"h{i:02d}@example.org" for i in range(12)]
-    mailing_id = _mailing(db, shop, emails)
+    mailing_id = started_mailing(db, shop, emails)
     audience_resolution.resolve(db, mailing_id)
     with db.session() as session:
         worker = ledger.register_worker(session)
@@ -85,7 +71,7 @@ def test_a_dead_senders_rows_past_its_mark_are_queued_again_and_the_rest_uncerta
 
 
 def test_a_sender_without_a_mark_leaves_all_its_rows_uncertain(db, shop) -> None:
-    mailing_id = _mailing(db, shop, [f"n{i}@example.org" for i in range(4)])
+    mailing_id = started_mailing(db, shop, [f"n{i}@example.org" for i in range(4)])
     audience_resolution.resolve(db, mailing_id)
     with db.session() as session:
         worker = ledger.register_worker(session)
@@ -109,7 +95,7 @@ def _run_until(settings, sink, mailing_id: int, received: int, **env: str):
 
 def _stopped_mid_run(settings, db, shop, sink, emails: list[str], stop) -> tuple[int, Counter[str], Mailing]:
     """A sender process sends `emails` through a slow sink until `stop` (pause or cancel) ends its run."""
-    mailing_id = _mailing(db, shop, emails)
+    mailing_id = started_mailing(db, shop, emails)
     sink.handler.stall_on_data = 0.004
     sender = _run_until(settings, sink, mailing_id, 30, MISSIVA_SEND_CHUNK="40")
     with db.session() as session:
@@ -154,7 +140,7 @@ def test_any_send_window_sends_everyone_once_through_retries_and_bounces(
     emails = [f"w{i:02d}@example.org" for i in range(15)]
     sink.handler.transient["w03@example.org"] = 1  # 451 once, then accepted
     sink.handler.rcpt_replies["w05@example.org"] = HARD.format("w05@example.org")
-    mailing_id = _mailing(db, shop, emails)
+    mailing_id = started_mailing(db, shop, emails)
 
     outcome = run_mailing(db, mailing_id)
 
@@ -189,7 +175,7 @@ class _FailingAfter:
 def test_a_run_that_fails_gives_back_its_rows_claimed_ahead(db, shop, sink, sending) -> None:
     configuration.configure(dataclasses.replace(sending, window=5, chunk=10))
     emails = [f"f{i:02d}@example.org" for i in range(40)]
-    mailing_id = _mailing(db, shop, emails)
+    mailing_id = started_mailing(db, shop, emails)
     transport = _FailingAfter(SmtpPool(list(sending.relays)), 12)
 
     with pytest.raises(RuntimeError, match="the run breaks here"):
@@ -224,7 +210,7 @@ def test_a_run_that_fails_gives_back_its_rows_claimed_ahead(db, shop, sink, send
 def test_delivered_rows_are_recorded_on_sqlite_before_update_from(db, shop, monkeypatch) -> None:
     # SQLite before 3.33 has no UPDATE ... FROM: delivered rows go through the per-row statement.
     monkeypatch.setattr(ledger, "_SQLITE_UPDATE_FROM", False)
-    mailing_id = _mailing(db, shop, ["a@example.org", "b@example.org"])
+    mailing_id = started_mailing(db, shop, ["a@example.org", "b@example.org"])
     audience_resolution.resolve(db, mailing_id)
     with db.session() as session:
         worker = ledger.register_worker(session)

@@ -9,27 +9,13 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
-from missiva.delivery import audience_resolution, configuration, ledger, mailings
+from missiva.delivery import audience_resolution, configuration, ledger
 from missiva.delivery.models import LedgerEntry, Mailing
 from missiva.delivery.sender import SHORT_WAIT, run_mailing
-from missiva.messages import service as messages
 
-from .conftest import received_to, subscribe_many
+from .conftest import received_to, started_mailing
 
-
-@pytest.fixture(autouse=True)
-def _sender_run_by_the_test(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Starting a mailing queues no sender: each test runs it and looks at how the run ended."""
-    monkeypatch.setattr(mailings, "_enqueue", None)
-
-
-def _mailing(db, shop, emails: list[str], **throttle: int) -> int:
-    subscribe_many(db, shop["id"], shop["list_id"], emails)
-    with db.session() as session:
-        message = messages.create(session, shop["id"], shop["list_id"], {"subject": "Hi", "text": "Hello"})
-        mailing = mailings.create(session, shop["id"], {"message_id": message.id, **throttle})
-        mailings.start(session, shop["id"], mailing.id)
-        return mailing.id
+pytestmark = pytest.mark.usefixtures("no_sender_queued")
 
 
 def _clear_of_window_end(length: int) -> None:
@@ -41,7 +27,7 @@ def _clear_of_window_end(length: int) -> None:
 
 def test_per_hour_budget_stops_the_run_until_the_next_window(db, shop, sink) -> None:
     _clear_of_window_end(3600)
-    mailing_id = _mailing(db, shop, [f"h{i}@example.org" for i in range(8)], per_hour=5)
+    mailing_id = started_mailing(db, shop, [f"h{i}@example.org" for i in range(8)], per_hour=5)
 
     outcome = run_mailing(db, mailing_id)
 
@@ -57,7 +43,7 @@ def test_per_domain_budget_postpones_only_the_busy_domain(db, shop, sink) -> Non
     _clear_of_window_end(60)
     busy = [f"d{i}@busy.example" for i in range(5)]
     quiet = [f"d{i}@quiet.example" for i in range(2)]
-    mailing_id = _mailing(db, shop, busy + quiet, per_domain_per_minute=2)
+    mailing_id = started_mailing(db, shop, busy + quiet, per_domain_per_minute=2)
 
     outcome = run_mailing(db, mailing_id)
 
@@ -71,7 +57,7 @@ def test_relay_rate_from_the_smtp_url_paces_a_mailing(db, shop, sink, sending) -
     env = {"MISSIVA_SMTP_URL": f"{sink.url()}#rate=20/s&max=4"}
     configuration.configure(dataclasses.replace(sending, relays=configuration.from_env(env).relays))
     emails = [f"r{i:02d}@example.org" for i in range(30)]
-    mailing_id = _mailing(db, shop, emails)
+    mailing_id = started_mailing(db, shop, emails)
 
     outcome = run_mailing(db, mailing_id)
 
@@ -84,7 +70,7 @@ def test_relay_rate_from_the_smtp_url_paces_a_mailing(db, shop, sink, sending) -
 def test_per_domain_budget_is_shared_by_the_senders_of_a_mailing(db, shop) -> None:
     _clear_of_window_end(60)
     emails = [f"s{i}@busy.example" for i in range(6)] + ["t0@quiet.example"]
-    mailing_id = _mailing(db, shop, emails, per_domain_per_minute=3)
+    mailing_id = started_mailing(db, shop, emails, per_domain_per_minute=3)
     audience_resolution.resolve(db, mailing_id)  # the ledger rows the senders claim
 
     kept = []
